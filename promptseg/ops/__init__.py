@@ -1,0 +1,1 @@
+"""Pure functions on boxes and masks: no models, no I/O."""
