@@ -53,7 +53,23 @@ _EXPORTS: dict[str, str] = {
     "WeightsNotFoundError": "promptseg.errors",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "BackendUnavailable",
+    "ConfigError",
+    "Detections",
+    "FormatError",
+    "ImageLoadError",
+    "InputError",
+    "InvalidWeightsSpecError",
+    "MissingDependencyError",
+    "PromptsegError",
+    "PromptsegWarning",
+    "QueryError",
+    "RemoteBackendError",
+    "UnknownBackendError",
+    "WeightsNotFoundError",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

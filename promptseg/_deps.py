@@ -7,10 +7,16 @@ from types import ModuleType
 
 from promptseg.errors import MissingDependencyError
 
-__all__ = ["require"]
+__all__ = ["distribution_name", "require"]
 
 # import name -> pip distribution name, where they differ
 _DIST = {"cv2": "opencv-python-headless", "PIL": "pillow", "google.genai": "google-genai"}
+
+
+def distribution_name(module: str) -> str:
+    """The pip distribution that provides an import name (``"cv2"`` -> ``"opencv-python-headless"``)."""
+    top = module if module in _DIST else module.split(".")[0]
+    return _DIST.get(top, top)
 
 
 def require(module: str, *, extra: str, purpose: str = "") -> ModuleType:
@@ -24,7 +30,7 @@ def require(module: str, *, extra: str, purpose: str = "") -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        dist = _DIST.get(module, module)
+        dist = distribution_name(module)
         who = f"{purpose} needs" if purpose else "this needs"
         raise MissingDependencyError(
             f"{who} the Python package {dist!r}, which is not installed ({exc}); "

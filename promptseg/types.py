@@ -208,7 +208,8 @@ class Detections:
         """
         if self.masks is None:
             raise InputError("these detections have no masks (masks is None)")
-        return self.masks.reshape(len(self), -1).sum(axis=1, dtype=np.int64)
+        area: IntArray = self.masks.reshape(len(self), -1).sum(axis=1, dtype=np.int64)
+        return area
 
 
 def _validate_and_normalise(det: Detections) -> None:
@@ -250,7 +251,11 @@ def _validate_and_normalise(det: Detections) -> None:
     put("labels", labels)
 
     if det.scores is not None:
-        scores = np.asarray(det.scores, dtype=np.float32).reshape(-1) if np.size(det.scores) else np.zeros(0, np.float32)
+        scores = (
+            np.asarray(det.scores, dtype=np.float32).reshape(-1)
+            if np.size(det.scores)
+            else np.zeros(0, np.float32)
+        )
         if scores.shape != (n,):
             raise InputError(f"scores must have shape ({n},), got {np.shape(det.scores)}")
         if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():

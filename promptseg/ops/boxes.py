@@ -76,13 +76,14 @@ def clip_xyxy(xyxy: ArrayLike, image_size: ImageSize) -> FloatArray:
 def xyxy_to_box_2d(xyxy: ArrayLike, image_size: ImageSize) -> NDArray[np.int64]:
     """Pixel xyxy boxes to Gemini's ``box_2d``: ``(N, 4)`` ints ``[ymin, xmin, ymax, xmax]`` on 0-1000.
 
-    Values are rounded to the nearest integer and clipped to [0, 1000].
+    Values are rounded half up to the nearest integer and clipped to [0, 1000].
     """
     b = clip_xyxy(xyxy, image_size).astype(np.float64)
     h, w = image_size
     scale = np.array([BOX_2D_SCALE / h, BOX_2D_SCALE / w, BOX_2D_SCALE / h, BOX_2D_SCALE / w])
     yxyx = b[:, [1, 0, 3, 2]] * scale
-    return np.rint(yxyx).clip(0, BOX_2D_SCALE).astype(np.int64)
+    out: NDArray[np.int64] = np.floor(yxyx + 0.5).clip(0, BOX_2D_SCALE).astype(np.int64)
+    return out
 
 
 def box_2d_to_xyxy(box_2d: ArrayLike, image_size: ImageSize) -> FloatArray:
@@ -111,7 +112,8 @@ def box_iou(a: ArrayLike, b: ArrayLike) -> FloatArray:
     area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
     area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0).astype(np.float32)
+    iou: FloatArray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0).astype(np.float32)
+    return iou
 
 
 def mask_to_xyxy(masks: NDArray[np.bool_]) -> FloatArray:
@@ -119,11 +121,11 @@ def mask_to_xyxy(masks: NDArray[np.bool_]) -> FloatArray:
 
     An empty mask gives ``(0, 0, 0, 0)``.
     """
-    masks = np.asarray(masks, dtype=bool)
-    n = masks.shape[0]
+    m: NDArray[np.bool_] = np.asarray(masks, dtype=bool)
+    n = m.shape[0]
     out = np.zeros((n, 4), np.float32)
-    rows = masks.any(axis=2)
-    cols = masks.any(axis=1)
+    rows: NDArray[np.bool_] = m.any(axis=2)
+    cols: NDArray[np.bool_] = m.any(axis=1)
     for i in range(n):
         ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
         if ys.size:

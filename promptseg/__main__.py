@@ -1,0 +1,3 @@
+from promptseg.cli import main
+
+raise SystemExit(main())
