@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownBackendError,
         WeightsNotFoundError,
     )
+    from promptseg.backends.registry import check_backend, list_backends, load_backend
+    from promptseg.image import load_image, read_image_size
+    from promptseg.render import annotate
+    from promptseg.segment import segment
     from promptseg.types import Detections
 
 # public name -> module that defines it
@@ -51,6 +55,13 @@ _EXPORTS: dict[str, str] = {
     "RemoteBackendError": "promptseg.errors",
     "UnknownBackendError": "promptseg.errors",
     "WeightsNotFoundError": "promptseg.errors",
+    "annotate": "promptseg.render",
+    "check_backend": "promptseg.backends.registry",
+    "list_backends": "promptseg.backends.registry",
+    "load_backend": "promptseg.backends.registry",
+    "load_image": "promptseg.image",
+    "read_image_size": "promptseg.image",
+    "segment": "promptseg.segment",
 }
 
 __all__ = [
@@ -69,6 +80,13 @@ __all__ = [
     "UnknownBackendError",
     "WeightsNotFoundError",
     "__version__",
+    "annotate",
+    "check_backend",
+    "list_backends",
+    "load_backend",
+    "load_image",
+    "read_image_size",
+    "segment",
 ]
 
 
