@@ -1,0 +1,236 @@
+"""The ``promptseg`` command: a thin shell over the library.
+
+Exit status: 0 on success (also when nothing matched), 2 for bad input or arguments, 3 when a backend
+cannot run here (missing package or weights), 1 for anything else. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from promptseg._version import __version__
+from promptseg.errors import (
+    BackendUnavailable,
+    ConfigError,
+    FormatError,
+    InputError,
+    PromptsegError,
+    QueryError,
+)
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+_IMAGE_SUFFIXES = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, our prefix, exit 2 like argparse
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"promptseg: error: {message}\n")
+        raise SystemExit(EXIT_INPUT)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="promptseg",
+        description="Conversational image segmentation: plain words in, boxes and masks out.",
+    )
+    parser.add_argument("--version", action="version", version=f"promptseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
+
+    seg = sub.add_parser("segment", help="find every object matching a prompt in an image")
+    seg.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF)")
+    seg.add_argument(
+        "prompt", help="what to find, in plain words: 'people', 'the bottle', 'bags and luggage'"
+    )
+    seg.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    seg.add_argument("--out", metavar="PATH", help="write the image with masks, boxes and labels drawn on it")
+    seg.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    seg.add_argument("--threshold", type=_unit_float, default=None, help="minimum score, 0-1")
+    seg.add_argument(
+        "--masks",
+        default=None,
+        metavar="METHOD",
+        help="box-to-mask method of the offline backend: grabcut (default), color (fastest), ellipse, box, "
+        "u2net (slow, needs its weights) or none",
+    )
+    seg.add_argument(
+        "--mask-format",
+        choices=("rle", "polygon", "png", "none"),
+        default="rle",
+        help="how masks are written in --json (default: COCO RLE)",
+    )
+    seg.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    seg.set_defaults(run=_cmd_segment)
+
+    bk = sub.add_parser("backends", help="list the backends and whether they can run here")
+    bk.add_argument("--json", action="store_true", help="print as JSON")
+    bk.set_defaults(run=_cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        code: int = args.run(args)
+        return code
+    except (InputError, ConfigError, QueryError, FormatError) as exc:
+        return _fail(exc, EXIT_INPUT, args.debug)
+    except BackendUnavailable as exc:
+        return _fail(exc, EXIT_UNAVAILABLE, args.debug)
+    except PromptsegError as exc:
+        return _fail(exc, EXIT_ERROR, args.debug)
+    except KeyboardInterrupt:
+        sys.stderr.write("promptseg: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, with a way to see more
+        if args.debug:
+            raise
+        return _fail(exc, EXIT_ERROR, False, hint=" (internal error; rerun with --debug for the traceback)")
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from promptseg.backends.registry import load_backend
+    from promptseg.formats.result import to_json
+    from promptseg.image import load_image
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _check_output_path(out)
+    image = load_image(args.image, max_pixels=args.max_pixels)  # bad images fail before any model loads
+    options: dict[str, Any] = {}
+    if args.masks is not None:
+        options["masks"] = args.masks
+    backend = load_backend(args.backend, **options)
+    det = backend.detect(image, args.prompt, threshold=args.threshold)
+
+    for note in det.meta.get("notes", []):
+        sys.stderr.write(f"promptseg: note: {note}\n")
+    if out is not None:
+        from promptseg.render import annotate
+
+        _write_image(annotate(image, det), out)
+    if args.json:
+        doc = to_json(
+            det, image_path=args.image, prompt=args.prompt, backend=args.backend, mask_format=args.mask_format
+        )
+        sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
+    elif out is None:
+        _print_summary(det, args.prompt)
+    return EXIT_OK
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from promptseg.backends.registry import check_backend, list_backends
+
+    statuses = [check_backend(name) for name in list_backends()]
+    if args.json:
+        rows = [
+            {"name": s.name, "available": s.available, "reason": s.reason, "description": s.description}
+            for s in statuses
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(s.name) for s in statuses)
+    for s in statuses:
+        mark = "ready" if s.available else "unavailable"
+        sys.stdout.write(f"{s.name:<{width}}  {mark:<11}  {s.description}\n")
+        if not s.available:
+            sys.stdout.write(f"{'':<{width}}  {'':<11}  why: {s.reason}\n")
+    return EXIT_OK
+
+
+def _print_summary(det: Any, prompt: str) -> None:
+    if len(det) == 0:
+        sys.stdout.write(f"nothing matched {prompt!r}\n")
+        return
+    sys.stdout.write(f"{len(det)} match{'es' if len(det) != 1 else ''} for {prompt!r}:\n")
+    for i in range(len(det)):
+        x1, y1, x2, y2 = (round(float(v)) for v in det.xyxy[i])
+        score = f"{float(det.scores[i]):.2f}" if det.scores is not None else "-"
+        area = f"  mask {int(det.masks[i].sum())} px" if det.masks is not None else ""
+        sys.stdout.write(f"  {det.labels[i]:<16} {score}  box ({x1}, {y1}, {x2}, {y2}){area}\n")
+
+
+def _check_output_path(path: Path) -> None:
+    if path.suffix.lower() not in _IMAGE_SUFFIXES:
+        raise ConfigError(f"--out must end in one of {', '.join(sorted(_IMAGE_SUFFIXES))}, got {str(path)!r}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {str(path)!r}: the folder {str(parent)!r} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"cannot write {str(path)!r}: it is a folder")
+
+
+def _write_image(pixels: Any, path: Path) -> None:
+    from PIL import Image
+
+    fmt = _IMAGE_SUFFIXES[path.suffix.lower()]
+    # Write next to the target, then rename: an interrupted run never leaves half an image.
+    fd, tmp = tempfile.mkstemp(
+        prefix=".promptseg-", suffix=path.suffix, dir=path.parent if str(path.parent) else "."
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(pixels).save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(exc: BaseException, code: int, debug: bool, hint: str = "") -> int:
+    if debug:
+        logging.exception("promptseg failed")
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    sys.stderr.write(f"promptseg: error: {message}{hint}\n")
+    return code
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
