@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from promptseg._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from promptseg.backends.registry import check_backend, list_backends, load_backend
     from promptseg.errors import (
         BackendUnavailable,
         ConfigError,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownBackendError,
         WeightsNotFoundError,
     )
-    from promptseg.backends.registry import check_backend, list_backends, load_backend
     from promptseg.image import load_image, read_image_size
     from promptseg.render import annotate
     from promptseg.segment import segment

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from promptseg._version import __version__
 from promptseg.backends.onnx_detector import DETECTORS, OnnxDetector, select_classes
 from promptseg.errors import ConfigError, InputError
 from promptseg.refine import DEFAULT_REFINER, load_refiner
@@ -95,6 +96,7 @@ class OfflineBackend:
             self._refiner = load_refiner(masks, **refiner_options)
 
         self._provenance = {
+            "promptseg_version": __version__,
             "backend": name,
             "detector": detector,
             "detector_weights": weights_spec,
