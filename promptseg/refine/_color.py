@@ -33,16 +33,14 @@ from promptseg.errors import ConfigError
 from promptseg.refine._common import (
     Crop,
     Region,
-    box_regions,
     check_fraction,
-    check_inputs,
     check_int,
     check_range,
     ellipse_mask,
     elliptic_radius,
-    is_empty,
     load_cv2,
     make_crop,
+    refine_each,
     soft_to_mask,
 )
 from promptseg.types import BoolArray, UInt8Array
@@ -131,14 +129,7 @@ class ColorPriorRefiner:
                 finite xyxy with ``x1 <= x2`` and ``y1 <= y2``.
         """
         cv2 = load_cv2()
-        img, boxes = check_inputs(image, xyxy)
-        h, w = img.shape[:2]
-        out = np.zeros((boxes.shape[0], h, w), bool)
-        for i, region in enumerate(box_regions(boxes, (h, w)).tolist()):
-            if not is_empty(region):
-                x1, y1, x2, y2 = region
-                out[i, y1:y2, x1:x2] = self.refine_region(cv2, img, region)
-        return out
+        return refine_each(image, xyxy, lambda img, region: self.refine_region(cv2, img, region))
 
     def crop(self, cv2: ModuleType, image: UInt8Array, region: Region) -> Crop:
         """The window this refiner looks at for ``region`` (used by refiners built on this one)."""

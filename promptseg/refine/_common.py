@@ -7,6 +7,7 @@ outwards to whole pixels and clipped to the image, ``(x1, y1, x2, y2)`` ints wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -69,6 +70,24 @@ def box_regions(boxes: NDArray[np.float64], image_size: tuple[int, int]) -> NDAr
     out[:, 1] = np.floor(boxes[:, 1]).clip(0, h)
     out[:, 2] = np.ceil(boxes[:, 2]).clip(0, w)
     out[:, 3] = np.ceil(boxes[:, 3]).clip(0, h)
+    return out
+
+
+def refine_each(
+    image: Any, xyxy: ArrayLike, region_mask: Callable[[UInt8Array, Region], BoolArray]
+) -> BoolArray:
+    """Run ``region_mask(image, region)`` on each box's non-empty region and paste the results.
+
+    Returns:
+        ``(N, H, W)`` bool masks; empty where a box's region is empty.
+    """
+    img, boxes = check_inputs(image, xyxy)
+    h, w = img.shape[:2]
+    out = np.zeros((boxes.shape[0], h, w), bool)
+    for i, region in enumerate(box_regions(boxes, (h, w)).tolist()):
+        if not is_empty(region):
+            x1, y1, x2, y2 = region
+            out[i, y1:y2, x1:x2] = region_mask(img, (x1, y1, x2, y2))
     return out
 
 

@@ -26,15 +26,13 @@ from promptseg.errors import BackendUnavailable, ConfigError, WeightsNotFoundErr
 from promptseg.refine._color import ColorPriorRefiner
 from promptseg.refine._common import (
     Region,
-    box_regions,
     check_fraction,
-    check_inputs,
     check_int,
     check_range,
-    is_empty,
     largest_component,
     load_cv2,
     make_crop,
+    refine_each,
     to_small_frame,
 )
 from promptseg.types import BoolArray, UInt8Array
@@ -177,14 +175,7 @@ class U2NetRefiner:
                 finite xyxy with ``x1 <= x2`` and ``y1 <= y2``.
         """
         cv2 = load_cv2()
-        img, boxes = check_inputs(image, xyxy)
-        h, w = img.shape[:2]
-        out = np.zeros((boxes.shape[0], h, w), bool)
-        for i, region in enumerate(box_regions(boxes, (h, w)).tolist()):
-            if not is_empty(region):
-                x1, y1, x2, y2 = region
-                out[i, y1:y2, x1:x2] = self.refine_region(cv2, img, (x1, y1, x2, y2))
-        return out
+        return refine_each(image, xyxy, lambda img, region: self.refine_region(cv2, img, region))
 
     def refine_region(self, cv2: ModuleType, image: UInt8Array, region: Region) -> BoolArray:
         """The mask of one non-empty box region: ``(y2 - y1, x2 - x1)`` bool."""
