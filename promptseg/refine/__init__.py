@@ -9,15 +9,15 @@ or one wholly outside the image, gives an empty mask; a partly outside one is cl
 
 | name | what | IoU VOC* / tote | ms/box | ms 7 boxes |
 |---|---|---|---|---|
-| ``"grabcut"`` (default) | GrabCut, 64 px crop; implausible results -> ``"color"`` | 0.59 / 0.67 | 7 | 53 |
-| ``"color"`` | colour likelihood vs the surroundings x a centred prior | 0.58 / 0.62 | 0.6 | 4 |
+| ``"color"`` (default) | colour likelihood vs the surroundings x a centred prior | 0.58 / 0.62 | 0.6 | 4 |
+| ``"grabcut"`` | GrabCut, 64 px crop; implausible results -> ``"color"`` | 0.59 / 0.67 | 7 | 53 |
 | ``"u2net"`` | U²-Net saliency of the crop in ``"color"``'s prior; weights | 0.58 / 0.64 | 1300 | 9000 |
 | ``"ellipse"`` | the inscribed ellipse | 0.48 / 0.54 | <0.1 | 0.3 |
 | ``"box"`` | the filled box | 0.46 / 0.52 | <0.1 | 0.1 |
 
 \\* VOC cafeteria photo (19 objects), its void band ignored; tote: ARC2017 robotics tote (8 objects);
 ground-truth boxes; medians on 2 shared CPU cores; "7 boxes": one call with the 7 VOC people. The full
-table, jittered boxes, the variants measured and rejected, and why ``"grabcut"`` is the default are in
+table, jittered boxes, the variants measured and rejected, and why ``"color"`` is the default are in
 ``bench/results/mask_refine.md`` (``python bench/mask_refine.py`` remeasures).
 
 Example:
@@ -55,7 +55,7 @@ __all__ = [
     "load_refiner",
 ]
 
-DEFAULT_REFINER = "grabcut"
+DEFAULT_REFINER = "color"
 """The refiner the offline backend uses unless told otherwise (see the module table for why)."""
 
 

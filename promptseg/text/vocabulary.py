@@ -113,6 +113,16 @@ DEFAULT_SYNONYMS: Mapping[str, tuple[str, ...]] = _table(
             "athlete", "rider", "cyclist", "driver", "skier", "snowboarder", "surfer", "skateboarder",
             "officer", "policeman", "policewoman", "firefighter", "fireman", "soldier", "nurse", "doctor",
             "chef", "cook", "student", "teacher", "farmer",
+            # roles and occupations: MiniLM does not see that an astronaut (0.48) or a cameraman
+            # (0.38) is a person, so the common ones are listed
+            "astronaut", "cameraman", "camerawoman", "photographer", "pilot", "sailor", "fisherman",
+            "spectator", "audience", "visitor", "guest", "shopper", "diner", "commuter",
+            "traveler", "traveller", "hiker", "runner", "jogger", "swimmer", "climber", "dancer",
+            "musician", "singer", "guitarist", "waiter", "waitress", "bartender", "cashier", "mechanic",
+            "builder", "engineer", "scientist", "surgeon", "patient", "businessman", "businesswoman",
+            "cop", "police", "guard", "lifeguard", "referee", "umpire", "goalkeeper",
+            "mother", "father", "mom", "dad", "parent", "grandmother", "grandfather", "son", "daughter",
+            "brother", "sister", "husband", "wife", "friend", "family", "couple", "elderly",
         ),
         _ROAD_VEHICLES: ("vehicle",),
         ("car",): (

@@ -161,3 +161,30 @@ def test_every_backend_keeps_the_contract(name: str, offline_env: Path, voc: dic
     assert det.masks is None or det.masks.shape == (len(det), 375, 500)
     assert det.meta["backend"] == name
     assert (det.xyxy[:, 2:] <= [500, 375]).all() and (det.xyxy >= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("photo", "prompt", "label", "centre"),
+    [
+        ("astronaut.png", "the astronaut", "person", (230, 300)),  # a portrait: person, not a rocket
+        ("chelsea.png", "the cat", "cat", (220, 150)),  # a close-up of a cat's face
+        ("coffee.png", "the coffee cup", "cup", (290, 120)),  # cup on a saucer, seen from above
+        ("motorcycle_left.png", "motorbike", "motorcycle", (400, 300)),  # a motorbike in a garage
+        ("camera.png", "the cameraman", "person", (160, 250)),  # grayscale photo of a cameraman
+    ],
+)
+def test_the_subject_of_more_real_photos(
+    backend: Any, skimage_data: Path, photo: str, prompt: str, label: str, centre: tuple[int, int]
+) -> None:
+    """The subject is the best match, with a box around it and a mask on it (centre: a subject pixel)."""
+    from promptseg import load_image
+
+    det = backend.detect(load_image(skimage_data / photo), prompt)
+    assert len(det) >= 1
+    best = det[int(np.argmax(det.scores))]
+    assert best.labels[0] == label
+    assert best.scores[0] >= 0.8
+    x, y = centre
+    x1, y1, x2, y2 = best.xyxy[0]
+    assert x1 <= x <= x2 and y1 <= y <= y2
+    assert best.masks[0].mean() > 0.1  # a real share of the image, not a sliver
