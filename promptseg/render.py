@@ -60,8 +60,11 @@ def annotate(
             m = detections.masks[i]
             out[m] = out[m] * (1 - mask_alpha) + colors[i].astype(np.float32) * mask_alpha
         for i in order:
-            edge = _mask_edge(detections.masks[i])
-            out[edge] = colors[i]
+            # A dark line just outside and a coloured line just inside: the outline shows on any
+            # background, also where the fill colour resembles the object's own.
+            m = detections.masks[i]
+            out[_grow(m) & ~m] *= 0.25
+            out[m & ~_shrink(_shrink(m))] = colors[i]
     canvas = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     lw = line_width if line_width is not None else max(1, round(max(h, w) / 250))
@@ -108,14 +111,24 @@ def _text_color(rgb: tuple[int, ...]) -> tuple[int, int, int]:
     return (0, 0, 0) if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else (255, 255, 255)
 
 
-def _mask_edge(mask: BoolArray) -> BoolArray:
+def _shrink(mask: BoolArray) -> BoolArray:
+    """Erosion by one pixel (4-neighbourhood)."""
     inner = mask.copy()
     inner[1:, :] &= mask[:-1, :]
     inner[:-1, :] &= mask[1:, :]
     inner[:, 1:] &= mask[:, :-1]
     inner[:, :-1] &= mask[:, 1:]
-    edge: BoolArray = mask & ~inner
-    return edge
+    return inner
+
+
+def _grow(mask: BoolArray) -> BoolArray:
+    """Dilation by one pixel (4-neighbourhood)."""
+    outer = mask.copy()
+    outer[1:, :] |= mask[:-1, :]
+    outer[:-1, :] |= mask[1:, :]
+    outer[:, 1:] |= mask[:, :-1]
+    outer[:, :-1] |= mask[:, 1:]
+    return outer
 
 
 @lru_cache(maxsize=8)
