@@ -208,7 +208,8 @@ class Detections:
         """
         if self.masks is None:
             raise InputError("these detections have no masks (masks is None)")
-        area: IntArray = self.masks.reshape(len(self), -1).sum(axis=1, dtype=np.int64)
+        h, w = self.image_size
+        area: IntArray = self.masks.reshape(len(self), h * w).sum(axis=1, dtype=np.int64)
         return area
 
 
