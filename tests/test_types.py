@@ -114,6 +114,8 @@ def test_equality_and_empty() -> None:
     assert len(empty) == 0
     assert empty.masks.shape == (0, 5, 6)
     assert empty.meta["prompt"] == "x"
+    assert empty.mask_area.shape == (0,)
+    assert empty.box_area.shape == (0,)
     assert "n=0" in repr(empty)
 
 
