@@ -67,13 +67,16 @@ def test_segment_writes_annotated_image(
 
 
 def test_nothing_matched_is_success_with_a_note(
-    offline_env: Path, voc: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    offline_env: Path, voc: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(["segment", str(voc["path"]), "a helmet", "--json"], capsys)
+    out_png = tmp_path / "helmet.png"
+    code, out, err = run(["segment", str(voc["path"]), "a helmet", "--json", "--out", str(out_png)], capsys)
     assert code == 0
     assert json.loads(out)["instances"] == []
     assert "helmet" in err and "COCO" in err
     assert len(err.strip().splitlines()) == 1
+    # the annotated image of nothing is the photo itself
+    assert np.array_equal(np.asarray(Image.open(out_png).convert("RGB")), voc["rgb"])
 
 
 def test_human_summary(offline_env: Path, voc: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
