@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from promptseg import load_image
 from promptseg.cli import main
 from promptseg.ops.boxes import box_2d_to_xyxy, box_iou
 from promptseg.ops.masks import from_rle
@@ -76,7 +77,7 @@ def test_nothing_matched_is_success_with_a_note(
     assert "helmet" in err and "COCO" in err
     assert len(err.strip().splitlines()) == 1
     # the annotated image of nothing is the photo itself
-    assert np.array_equal(np.asarray(Image.open(out_png).convert("RGB")), voc["rgb"])
+    assert np.array_equal(np.asarray(Image.open(out_png).convert("RGB")), load_image(voc["path"]))
 
 
 def test_human_summary(offline_env: Path, voc: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
