@@ -86,6 +86,8 @@ class OfflineBackend:
             matcher_options["threshold"] = similarity_threshold
         self._matcher = VocabularyMatcher(MiniLMEncoder.load(text_dir), COCO80, **matcher_options)
 
+        if mask_weights is not None and masks != "u2net":
+            raise ConfigError(f"mask_weights is only used by masks='u2net', not masks={masks!r}")
         self.masks = masks
         self._refiner = None
         if masks != "none":
