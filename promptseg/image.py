@@ -59,7 +59,7 @@ from promptseg.errors import ConfigError, ImageLoadError, InputError, PromptsegW
 from promptseg.settings import get_settings
 from promptseg.types import ImageSize, UInt8Array
 
-__all__ = ["COMPOSITE_BACKGROUND", "load_image", "read_image_size"]
+__all__ = ["COMPOSITE_BACKGROUND", "check_rgb", "load_image", "read_image_size"]
 
 COMPOSITE_BACKGROUND: Final[tuple[int, int, int]] = (255, 255, 255)
 """RGB colour that transparent pixels are composited over: white (see the module docstring)."""
@@ -127,6 +127,30 @@ def load_image(source: _Source, *, max_pixels: int | None = None) -> UInt8Array:
         return _from_pil(source, _pil_name(source), limit)
     with _opened(source, limit) as (im, name):
         return _from_pil(im, name, limit)
+
+
+def check_rgb(image: Any, *, purpose: str) -> UInt8Array:
+    """Check that an array already is what :func:`load_image` returns, without converting anything.
+
+    Models and drawing take pixels in one form; this is the one check they share.
+
+    Args:
+        image: the array to check.
+        purpose: who needs it, for the message ("mask refinement").
+
+    Returns:
+        ``image`` as an ``(H, W, 3)`` uint8 array (no copy when it is one).
+
+    Raises:
+        InputError: for any other shape or dtype, or an empty image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(
+            f"{purpose} needs an (H, W, 3) uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}; "
+            "promptseg.load_image() reads files and converts arrays into that form"
+        )
+    return arr
 
 
 def read_image_size(source: _Source) -> ImageSize:

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from promptseg.errors import InputError
+from promptseg.image import check_rgb
 from promptseg.types import BoolArray, Detections, UInt8Array
 
 __all__ = ["annotate", "instance_colors"]
@@ -45,8 +46,7 @@ def annotate(
     Returns:
         A new ``(H, W, 3)`` uint8 RGB image; the input is not modified.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InputError(f"annotate needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    image = check_rgb(image, purpose="annotate")
     h, w = image.shape[:2]
     if detections.image_size != (h, w):
         raise InputError(f"detections are for an image of {detections.image_size}, the image is {(h, w)}")

@@ -19,6 +19,7 @@ import numpy as np
 from promptseg._version import __version__
 from promptseg.backends.onnx_detector import DETECTORS, OnnxDetector, select_classes
 from promptseg.errors import ConfigError, InputError
+from promptseg.image import check_rgb
 from promptseg.refine import DEFAULT_REFINER, load_refiner
 from promptseg.text.minilm import MINILM_WEIGHTS, MiniLMEncoder
 from promptseg.text.vocabulary import COCO80, VocabularyMatcher
@@ -121,7 +122,7 @@ class OfflineBackend:
         Follow-up prompts about one image ("people", then "the cups") then cost only the word mapping,
         the class selection and the masks.
         """
-        image = _check_image(image)
+        image = check_rgb(image, purpose=f"backend {self.name!r}")
         self._candidates = self._detector.candidates(image)
         self._image_key = _image_key(image)
 
@@ -140,7 +141,7 @@ class OfflineBackend:
             ``attributes["concept"]`` / ``attributes["reason"]`` saying which words each instance answers.
             ``meta["notes"]`` explains concepts that matched no class.
         """
-        image = _check_image(image)
+        image = check_rgb(image, purpose=f"backend {self.name!r}")
         threshold = self.threshold if threshold is None else threshold
         _check_threshold(threshold, "threshold")
         texts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -203,18 +204,6 @@ def _reason(phrase: str, cls: str, via: str, similarity: float) -> str:
     if via == "synonym":
         return f"'{phrase}' is listed as a synonym of '{cls}'"
     return f"'{phrase}' is close in meaning to '{cls}' (similarity {similarity:.2f})"
-
-
-def _check_image(image: Any) -> UInt8Array:
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise InputError(
-            f"expected an (H, W, 3) uint8 RGB image, got shape {arr.shape} dtype {arr.dtype}; "
-            "promptseg.image.load_image() reads files into that form"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"the image is empty (shape {arr.shape})")
-    return arr
 
 
 def _check_threshold(value: float, name: str) -> None:

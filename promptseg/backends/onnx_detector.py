@@ -17,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from promptseg.errors import BackendUnavailable, InputError
+from promptseg.errors import BackendUnavailable
+from promptseg.image import check_rgb
 from promptseg.ops.boxes import clip_xyxy
 from promptseg.ops.nms import nms
 from promptseg.types import FloatArray, IntArray, UInt8Array
@@ -148,8 +149,7 @@ class OnnxDetector:
         Returns:
             The batch and ``(sx, sy)``, the factors that map network pixels back to image pixels.
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InputError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        image = check_rgb(image, purpose=f"the {self.config.name} detector")
         c = self.config
         h, w = image.shape[:2]
         s = c.input_size

@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from promptseg._deps import require
 from promptseg.errors import ConfigError, InputError
+from promptseg.image import check_rgb
 from promptseg.types import BoolArray, UInt8Array
 
 Region = tuple[int, int, int, int]
@@ -38,12 +39,7 @@ def check_inputs(image: Any, xyxy: ArrayLike) -> tuple[UInt8Array, NDArray[np.fl
         InputError: for an image that is not ``(H, W, 3)`` uint8, boxes that are not ``(N, 4)``, non-finite
             coordinates or reversed corners (``x2 < x1`` or ``y2 < y1``).
     """
-    img = np.asarray(image)
-    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise InputError(
-            f"mask refinement needs an (H, W, 3) uint8 RGB image, got shape {img.shape} dtype {img.dtype}; "
-            "convert it first (e.g. with promptseg.image.load_image)"
-        )
+    img = check_rgb(image, purpose="mask refinement")
     boxes = np.asarray(xyxy, dtype=np.float64)
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from promptseg.refine._common import box_regions, check_inputs, ellipse_mask, is_empty
+from promptseg.refine._common import ellipse_mask, refine_each
 from promptseg.types import BoolArray
 
 
@@ -32,12 +32,7 @@ class BoxFillRefiner:
         Returns:
             ``(N, H, W)`` bool: each box rounded outwards to whole pixels and clipped to the image.
         """
-        img, boxes = check_inputs(image, xyxy)
-        h, w = img.shape[:2]
-        out = np.zeros((boxes.shape[0], h, w), bool)
-        for i, (x1, y1, x2, y2) in enumerate(box_regions(boxes, (h, w)).tolist()):
-            out[i, y1:y2, x1:x2] = True
-        return out
+        return refine_each(image, xyxy, lambda _, r: np.ones((r[3] - r[1], r[2] - r[0]), bool))
 
 
 @dataclass(frozen=True)
@@ -60,11 +55,4 @@ class EllipseRefiner:
             ``(N, H, W)`` bool: the ellipse inscribed in each box's region (the box rounded outwards to
             whole pixels, then clipped to the image).
         """
-        img, boxes = check_inputs(image, xyxy)
-        h, w = img.shape[:2]
-        out = np.zeros((boxes.shape[0], h, w), bool)
-        for i, region in enumerate(box_regions(boxes, (h, w)).tolist()):
-            x1, y1, x2, y2 = region
-            if not is_empty(region):
-                out[i, y1:y2, x1:x2] = ellipse_mask(y2 - y1, x2 - x1)
-        return out
+        return refine_each(image, xyxy, lambda _, r: ellipse_mask(r[3] - r[1], r[2] - r[0]))
