@@ -78,12 +78,43 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how masks are written in --json (default: COCO RLE)",
     )
     seg.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    _add_option_flag(seg)
     seg.set_defaults(run=_cmd_segment)
 
-    bk = sub.add_parser("backends", help="list the backends and whether they can run here")
+    sh = sub.add_parser(
+        "shell",
+        help="a conversation about one image: prompts, boxes and points, features computed once",
+        description="Type prompts in plain words, or /box, /point, /refine, /save, /history, /help, /quit.",
+    )
+    sh.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF)")
+    sh.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    sh.add_argument(
+        "--masker",
+        default=None,
+        metavar="BACKEND",
+        help="a box/point-promptable backend for /box, /point and /refine when --backend takes none "
+        "(sam, sam2, edgetam)",
+    )
+    sh.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    _add_option_flag(sh)
+    sh.set_defaults(run=_cmd_shell)
+
+    bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
     bk.set_defaults(run=_cmd_backends)
     return parser
+
+
+def _add_option_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_option,
+        help="a backend option, repeatable: -o device=cuda -o dtype=bfloat16 -o weights=file:/models/sam3",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,7 +154,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if out is not None:
         _check_output_path(out)
     image = load_image(args.image, max_pixels=args.max_pixels)  # bad images fail before any model loads
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(args.option)
     if args.masks is not None:
         options["masks"] = args.masks
     backend = load_backend(args.backend, **options)
@@ -147,23 +178,50 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_shell(args: argparse.Namespace) -> int:
+    from promptseg.session import Session
+    from promptseg.shell import run_shell
+
+    session = Session(
+        args.image, args.backend, masker=args.masker, max_pixels=args.max_pixels, **dict(args.option)
+    )
+    interactive = sys.stdin.isatty()
+    run_shell(session, sys.stdin, sys.stdout, source=args.image, prompt="promptseg> " if interactive else "")
+    return EXIT_OK
+
+
 def _cmd_backends(args: argparse.Namespace) -> int:
-    from promptseg.backends.registry import check_backend, list_backends
+    from promptseg.backends.registry import check_backend, get_spec, list_backends
 
     statuses = [check_backend(name) for name in list_backends()]
     if args.json:
-        rows = [
-            {"name": s.name, "available": s.available, "reason": s.reason, "description": s.description}
-            for s in statuses
-        ]
+        rows = []
+        for s in statuses:
+            spec = get_spec(s.name)
+            rows.append(
+                {
+                    "name": s.name,
+                    "available": s.available,
+                    "reason": s.reason,
+                    "description": s.description,
+                    "capabilities": sorted(spec.capabilities),
+                    "extra": spec.extra,
+                    "weights": dict(spec.weights),
+                    "license": spec.license,
+                    "preprocessing": spec.preprocessing,
+                }
+            )
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return EXIT_OK
     width = max(len(s.name) for s in statuses)
+    pad = " " * (width + 15)
     for s in statuses:
+        spec = get_spec(s.name)
         mark = "ready" if s.available else "unavailable"
         sys.stdout.write(f"{s.name:<{width}}  {mark:<11}  {s.description}\n")
+        sys.stdout.write(f"{pad}can: {', '.join(sorted(spec.capabilities))}; licence: {spec.license}\n")
         if not s.available:
-            sys.stdout.write(f"{'':<{width}}  {'':<11}  why: {s.reason}\n")
+            sys.stdout.write(f"{pad}why: {s.reason}\n")
     return EXIT_OK
 
 
@@ -222,6 +280,26 @@ def _unit_float(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. device=cuda), got {text!r}")
+    value: Any = raw
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        value = lowered == "true"
+    elif lowered in ("none", "null"):
+        value = None
+    else:
+        for convert in (int, float):
+            try:
+                value = convert(raw)
+                break
+            except ValueError:
+                continue
+    return key.strip(), value
 
 
 def _positive_int(text: str) -> int:

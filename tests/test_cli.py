@@ -208,3 +208,95 @@ def test_console_script_end_to_end(offline_env: Path, voc: dict[str, Any], tmp_p
     assert len(json.loads(proc.stdout)["instances"]) >= 5
     assert (tmp_path / "a.png").is_file()
     assert proc.stderr == ""  # no noise from onnxruntime or anything else
+
+
+def test_backends_json_lists_capabilities_and_licences(
+    offline_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from promptseg.backends.base import CAPABILITIES
+    from promptseg.backends.registry import list_backends
+
+    code, out, _ = run(["backends", "--json"], capsys)
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert set(rows) == set(list_backends()) >= {"offline", "sam3", "owlv2", "sam", "gemini"}
+    for row in rows.values():
+        assert row["capabilities"] and set(row["capabilities"]) <= set(CAPABILITIES)
+        assert row["license"] and row["preprocessing"] and row["extra"]
+    assert "exemplars" in rows["sam3"]["capabilities"] and "points" in rows["sam2"]["capabilities"]
+    # listing never downloads: an uncached Hub model is reported, not fetched
+    assert not rows["sam3"]["available"] and "hf download facebook/sam3" in rows["sam3"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        ("threads=x", "threads must be a whole number"),
+        ("thresh=0.5", "no option 'thresh' (did you mean 'threshold'?)"),
+        ("masks=box", None),
+        ("nonsense", "KEY=VALUE"),
+        ("bad key=1", "KEY=VALUE"),
+    ],
+)
+def test_backend_options_on_the_command_line(
+    option: str,
+    needle: str | None,
+    offline_env: Path,
+    voc: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["segment", str(voc["path"]), "the bottle", "--json", "-o", option]
+    try:
+        code, out, err = run(argv, capsys)
+    except SystemExit as exc:
+        code, out, err = int(exc.code or 0), "", capsys.readouterr().err
+    if needle is None:
+        assert code == 0, err
+        (bottle,) = json.loads(out)["instances"]
+        mask = from_rle(bottle["mask_rle"])
+        x1, y1, x2, y2 = (round(v) for v in bottle["box_xyxy"])
+        assert mask[y1 + 1 : y2 - 1, x1 + 1 : x2 - 1].all()  # masks=box fills the box
+    else:
+        assert code != 0 and needle in err and "Traceback" not in err
+
+
+def test_shell_conversation_from_a_pipe(offline_env: Path, voc: dict[str, Any], tmp_path: Path) -> None:
+    """`promptseg shell` read from a pipe: prompts, a box, a failing line that loses nothing, /save."""
+    box = " ".join(str(round(float(v))) for v in voc["xyxy"][voc["labels"].index("bottle")])
+    lines = [
+        "people",
+        "the bottle",
+        f"/box {box}",
+        "/refine 7 10,10",  # no instance 7 in a one-box answer: one error line, the session goes on
+        "/point 10,10",  # the offline backend reads no points: one error line
+        "/bogus",
+        f"/save {tmp_path / 'last.json'}",
+        f"/save {tmp_path / 'last.png'}",
+        "/history",
+        "/quit",
+        "never read",
+    ]
+    env = {**os.environ, "PROMPTSEG_MODELS": str(offline_env)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptseg", "shell", str(voc["path"])],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "500x375, backend 'offline'" in out
+    assert "found for 'people'" in out and "found for 'the bottle'" in out
+    assert "1 found for 'box" in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and "no instance #7" in errors[0] and "no point prompts" in errors[1]
+    assert "unknown command '/bogus'" in errors[2]
+    doc = json.loads((tmp_path / "last.json").read_text())
+    assert [i["label"] for i in doc["instances"]] == ["object"]
+    assert Image.open(tmp_path / "last.png").size == (500, 375)
+    history = [line for line in out.splitlines() if " ms " in line and "found" in line]
+    assert len(history) == 3
+    assert "never read" not in out

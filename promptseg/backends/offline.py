@@ -18,6 +18,7 @@ import numpy as np
 
 from promptseg._version import __version__
 from promptseg.backends.onnx_detector import DETECTORS, OnnxDetector, select_classes
+from promptseg.backends.prompts import visual_prompts
 from promptseg.errors import ConfigError, InputError
 from promptseg.image import check_rgb
 from promptseg.refine import DEFAULT_REFINER, load_refiner
@@ -53,7 +54,7 @@ class OfflineBackend:
         >>> det = backend.detect(image, "bags and luggage")          # doctest: +SKIP
     """
 
-    capabilities = frozenset({"text", "boxes", "masks"})
+    capabilities = frozenset({"text", "boxes", "masks", "cache"})
 
     def __init__(
         self,
@@ -71,6 +72,8 @@ class OfflineBackend:
         if detector not in DETECTORS:
             raise ConfigError(f"unknown detector {detector!r}; choose one of {', '.join(sorted(DETECTORS))}")
         _check_threshold(threshold, "threshold")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ConfigError(f"threads must be a whole number >= 1 (or None for all cores), got {threads!r}")
         self.name = name
         self.threshold = threshold
         config = DETECTORS[detector]
@@ -196,6 +199,51 @@ class OfflineBackend:
             attributes={"concept": concepts, "reason": reasons},
             meta=meta,
         )
+
+    def predict(
+        self,
+        image: UInt8Array,
+        *,
+        boxes: Any = None,
+        points: Any = None,
+        point_labels: Any = None,
+        labels: Any = None,
+    ) -> Detections:
+        """A mask for each box prompt, drawn by the backend's box-to-mask method.
+
+        The detector is not involved: the boxes are taken as given. Point prompts need a model that
+        reads them (``sam``, ``sam2``, ``edgetam``).
+
+        Raises:
+            ConfigError: for point prompts, or when the backend was built with ``masks="none"``.
+            InputError: for malformed boxes (see :func:`~promptseg.backends.prompts.visual_prompts`).
+        """
+        image = check_rgb(image, purpose=f"backend {self.name!r}")
+        if points is not None or point_labels is not None:
+            raise ConfigError(
+                f"backend {self.name!r} turns boxes into masks but takes no point prompts; "
+                "use a point-promptable backend such as 'sam', 'sam2' or 'edgetam'"
+            )
+        if self._refiner is None:
+            raise ConfigError(f"backend {self.name!r} was built with masks='none', so it draws no masks")
+        prompts = visual_prompts(image.shape[:2], boxes=boxes, labels=labels)
+        assert prompts.boxes is not None  # visual_prompts guarantees boxes when no points are given
+        masks = self._refiner.refine(image, prompts.boxes)
+        reasons = np.array(
+            [f"{self.masks} mask drawn inside the box prompt {_box_text(b)}" for b in prompts.boxes], np.str_
+        )
+        return Detections(
+            xyxy=prompts.boxes,
+            image_size=image.shape[:2],
+            labels=prompts.labels,
+            masks=masks,
+            attributes={"reason": reasons},
+            meta={**self._provenance, "prompt": f"{len(prompts)} box prompt(s)", "notes": []},
+        )
+
+
+def _box_text(box: Any) -> str:
+    return "[" + ", ".join(f"{float(v):.0f}" for v in box) + "]"
 
 
 def _reason(phrase: str, cls: str, via: str, similarity: float) -> str:
