@@ -55,7 +55,7 @@ def test_dtypes() -> None:
 
 
 def test_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(BackendUnavailable, match="no config.json"):
+    with pytest.raises(BackendUnavailable, match=r"no config\.json"):
         load_pretrained("SamModel", "SamProcessor", f"file:{tmp_path}", backend="sam")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "sam"}))
     with pytest.raises(BackendUnavailable, match="could not load SamModel"):
