@@ -22,9 +22,9 @@ def test_follow_ups_reuse_the_detector_pass_and_answer_the_same(
     people = session.ask("people")
     assert len(people) >= 5 and set(people.labels) == {"person"}
     # the detector pass of this image is now cached inside the backend...
-    from promptseg.backends.offline import _image_key
+    from promptseg.backends._common import image_key
 
-    assert offline_backend._image_key == _image_key(voc["rgb"])
+    assert offline_backend._image_key == image_key(voc["rgb"])
     bottle = session.ask("the bottle")
     # ...and a follow-up answers exactly what a fresh call on the image answers
     fresh = offline_backend.detect(voc["rgb"].copy(), "the bottle")

@@ -140,6 +140,8 @@ def load_pretrained(
             f"backend {backend!r} needs transformers.{missing}, which transformers "
             f"{transformers.__version__} does not have; upgrade it: pip install -U 'promptseg[{HF_EXTRA}]'"
         )
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a library prints no "Loading weights" bars
     try:
         model = model_cls.from_pretrained(folder, dtype=torch_dtype)
         processor = processor_cls.from_pretrained(folder)
@@ -149,6 +151,9 @@ def load_pretrained(
             f"backend {backend!r} could not load {model_class} (model_type {model_type!r}) "
             f"from {folder}: {first}"
         ) from None
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     model = model.to(device).eval()
 
     provenance = {

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from promptseg._version import __version__
+from promptseg.backends._common import check_threshold as _check_threshold
+from promptseg.backends._common import image_key as _image_key
 from promptseg.backends.onnx_detector import DETECTORS, OnnxDetector, select_classes
 from promptseg.backends.prompts import visual_prompts
 from promptseg.errors import ConfigError, InputError
@@ -254,11 +256,6 @@ def _reason(phrase: str, cls: str, via: str, similarity: float) -> str:
     return f"'{phrase}' is close in meaning to '{cls}' (similarity {similarity:.2f})"
 
 
-def _check_threshold(value: float, name: str) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
 def _single_file(path: Path, suffix: str, spec: str) -> Path:
     if path.is_file():
         return path
@@ -269,11 +266,6 @@ def _single_file(path: Path, suffix: str, spec: str) -> Path:
         f"weights {spec!r} resolve to the folder {path}, which holds {len(found)} {suffix} files; "
         f"name one, e.g. '{spec.rstrip('/')}/{found[0].name if found else 'model' + suffix}'"
     )
-
-
-def _image_key(image: UInt8Array) -> bytes:
-    # A digest of the pixels, so a cached detector pass is never reused for a different image.
-    return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + repr(image.shape).encode()
 
 
 def _sha256_prefix(path: Path) -> str:

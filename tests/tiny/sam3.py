@@ -1,0 +1,137 @@
+"""A tiny SAM 3 checkpoint: random weights (seeded) on a small config, with a small CLIP tokenizer.
+
+The model sees 112x112 images (8x8 patches of 14 pixels), so a forward pass takes a few tens of
+milliseconds on a CPU. Its answers are noise; tests check shapes, frames, plumbing and caching, never
+what it finds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_SIZE = 112
+"""Side of the square the tiny model's processor resizes every image to, in pixels."""
+
+# Words the tiny tokenizer knows whole; anything else falls back to single bytes.
+_WORDS = """person people cup cups bag bags luggage bottle chair table dog cat car bus bicycle
+plate bowl fork knife spoon glass tray food bread visual red blue green left right the of and"""
+
+
+def build_tiny_sam3(path: str | Path, *, seed: int = 0) -> Path:
+    """Save a randomly initialised tiny ``Sam3Model`` and its ``Sam3Processor`` into ``path``.
+
+    Args:
+        path: the folder to write (created if missing); afterwards it holds ``config.json``, the
+            weights as safetensors, the image processor's and the tokenizer's files.
+        seed: torch seed of the random weights; the same seed gives the same weights.
+
+    Returns:
+        ``path``, ready for ``load_backend("sam3", weights=f"file:{path}")``.
+    """
+    import torch
+    from transformers import (
+        CLIPTokenizer,
+        Sam3Config,
+        Sam3DETRDecoderConfig,
+        Sam3DETREncoderConfig,
+        Sam3GeometryEncoderConfig,
+        Sam3ImageProcessor,
+        Sam3MaskDecoderConfig,
+        Sam3Model,
+        Sam3Processor,
+        Sam3VisionConfig,
+        Sam3ViTConfig,
+    )
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    patch = 14
+    grid = IMAGE_SIZE // patch  # 8x8 patches; the FPN makes 32, 16, 8 and 4 cells a side
+    backbone = Sam3ViTConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        pretrain_image_size=IMAGE_SIZE,
+        patch_size=patch,
+        window_size=grid // 2,
+        global_attn_indexes=[1],
+    )
+    vision = Sam3VisionConfig(
+        backbone_config=backbone,
+        fpn_hidden_size=32,
+        scale_factors=[4.0, 2.0, 1.0, 0.5],
+        backbone_feature_sizes=[[grid * 4] * 2, [grid * 2] * 2, [grid] * 2],
+    )
+    vocab, merges = _bpe_vocab(_WORDS.split())
+    text = {
+        "vocab_size": len(vocab),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "projection_dim": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 32,  # the processor pads every prompt to 32 tokens
+        "hidden_act": "gelu",
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+    }
+    small = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64}
+    config = Sam3Config(
+        vision_config=vision,
+        text_config=text,
+        geometry_encoder_config=Sam3GeometryEncoderConfig(num_layers=1, **small),
+        detr_encoder_config=Sam3DETREncoderConfig(num_layers=1, **small),
+        detr_decoder_config=Sam3DETRDecoderConfig(num_layers=1, num_queries=8, **small),
+        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=32, num_attention_heads=4),
+    )
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    model.save_pretrained(folder)
+
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    image_processor = Sam3ImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        mask_size={"height": grid * 4, "width": grid * 4},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def _bpe_vocab(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A byte-level BPE vocabulary in CLIP's layout: the two special tokens, every byte alone and at a
+    word's end (``"a</w>"``), and left-to-right merges that spell each word of ``words`` whole."""
+    symbols = _byte_symbols()
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*symbols, *(s + "</w>" for s in symbols)]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in dict.fromkeys(words):
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        left = pieces[0]
+        for right in pieces[1:]:
+            if (left, right) not in merges:
+                merges.append((left, right))
+            left += right
+            vocab.setdefault(left, len(vocab))
+    return vocab, merges
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable characters byte-level BPE uses for the bytes 0-255 (GPT-2's table)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return [table[b] for b in range(256)]
