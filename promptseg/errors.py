@@ -82,7 +82,15 @@ class QueryError(PromptsegError, ValueError):
 
 
 class FormatError(PromptsegError, ValueError):
-    """A file or object in an interchange format (COCO, Gemini, ...) that does not parse."""
+    """A file or object in an interchange format (COCO, Gemini, ...) that does not parse.
+
+    Attributes:
+        raw_response: the text that did not parse, when it came from a model's reply (else None).
+    """
+
+    def __init__(self, message: str, *, raw_response: str | None = None) -> None:
+        super().__init__(message)
+        self.raw_response = raw_response
 
 
 class RemoteBackendError(PromptsegError):

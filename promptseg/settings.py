@@ -6,6 +6,8 @@
 | ``PROMPTSEG_CACHE_DIR`` | where downloaded weights are kept | ``~/.cache/promptseg`` |
 | ``PROMPTSEG_OFFLINE`` / ``HF_HUB_OFFLINE`` | ``1`` forbids every download | ``0`` |
 | ``PROMPTSEG_MAX_PIXELS`` | largest image accepted, in pixels (decompression-bomb guard) | 100 000 000 |
+| ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY`` | the Gemini backend's API key (the first one set) | unset |
+| ``PROMPTSEG_GEMINI_BASE_URL`` | another endpoint for the Gemini API (a proxy, a local server) | Google's |
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 from promptseg.errors import ConfigError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Settings", "get_settings"]
+__all__ = ["DEFAULT_MAX_PIXELS", "GEMINI_KEY_VARIABLES", "Settings", "get_settings"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
+GEMINI_KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -30,6 +33,8 @@ class Settings:
     cache_dir: Path
     offline: bool
     max_pixels: int
+    gemini_api_key: str | None = None
+    gemini_base_url: str | None = None
 
 
 def get_settings() -> Settings:
@@ -54,4 +59,6 @@ def get_settings() -> Settings:
         cache_dir=Path(cache).expanduser() if cache else Path.home() / ".cache" / "promptseg",
         offline=offline,
         max_pixels=max_pixels,
+        gemini_api_key=next((env[k].strip() for k in GEMINI_KEY_VARIABLES if env.get(k, "").strip()), None),
+        gemini_base_url=env.get("PROMPTSEG_GEMINI_BASE_URL", "").strip() or None,
     )

@@ -18,6 +18,7 @@ from PIL import Image
 from promptseg.errors import FormatError
 from promptseg.formats.gemini import from_gemini, to_gemini
 from promptseg.ops.boxes import mask_to_xyxy
+from promptseg.ops.masks import from_polygons
 from promptseg.types import Detections
 
 
@@ -272,3 +273,185 @@ def test_empty_reply_is_no_detections() -> None:
 def test_unparseable_replies_raise(items: Any, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         from_gemini(items, SIZE)
+
+
+# Replies seen in the wild besides Gemini 2.5's box-cropped PNGs.
+
+
+def test_truncated_reply_keeps_complete_items(voc_det: Detections) -> None:
+    items = to_gemini(voc_det)
+    text = "```json\n" + json.dumps(items, indent=2)
+    cut = text.index('"box_2d"', text.index('"mask"', text.index('"box_2d"', text.index('"box_2d"') + 1)))
+    det = from_gemini(text[: cut + 5], voc_det.image_size)  # cut just inside the third item
+    assert det.meta["truncated"] is True
+    assert "after 2 complete items" in det.meta["notes"][0]
+    assert det == from_gemini(items[:2], voc_det.image_size).with_meta(**det.meta)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 1))
+def test_any_cut_keeps_exactly_the_complete_items(voc_det: Detections, where: float) -> None:
+    items = to_gemini(voc_det[:4])
+    text = json.dumps(items)
+    cut = int(where * len(text))
+    ends = [text.index("}", text.index('"mask"', text.index('"box_2d"', 0))) + 1]
+    for _ in range(3):
+        ends.append(text.index("}", text.index('"mask"', text.index('"box_2d"', ends[-1]))) + 1)
+    complete = sum(end <= cut for end in ends)
+    if complete == 0:
+        with pytest.raises(FormatError, match="not a JSON list"):
+            from_gemini(text[:cut], voc_det.image_size)
+        return
+    det = from_gemini(text[:cut], voc_det.image_size)
+    assert len(det) == complete
+    assert np.array_equal(det.masks, voc_det.masks[:complete])  # type: ignore[index]
+    assert det.meta.get("truncated", False) is (cut < len(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"box_2d": [100, 200, 200, 400], "label": "a"},]',  # a trailing comma
+        'Found [1] object: [{"box_2d": [100, 200, 200, 400], "label": "a"}] done',  # brackets in prose
+        '```json\n[{"box_2d": [100, 200, 200, 400], "label": "a"},\n]\n```',  # both, in a fence
+    ],
+)
+def test_lenient_json(text: str) -> None:
+    det = from_gemini(text, SIZE)
+    assert det.xyxy.tolist() == [[20.0, 10.0, 40.0, 20.0]]
+    assert det.meta == {}
+
+
+def polygon_mask(points_xy: list[list[float]], size: tuple[int, int] = SIZE) -> np.ndarray:
+    """The mask of ``[x, y]`` points on the 0-1000 grid, rasterised independently of the reader."""
+    h, w = size
+    return from_polygons([[v for x, y in points_xy for v in (x * w / 1000, y * h / 1000)]], size)
+
+
+TRIANGLE = [[200, 100], [600, 100], [400, 500]]  # [x, y] on the 0-1000 grid
+TRIANGLE_BOX = [100, 200, 500, 600]  # its extent as [ymin, xmin, ymax, xmax]
+
+
+@pytest.mark.parametrize(
+    ("mask", "box", "swapped"),
+    [
+        (TRIANGLE, TRIANGLE_BOX, False),  # [x, y] pairs, as Gemini 3 / Robotics-ER send them
+        ([[y, x] for x, y in TRIANGLE], TRIANGLE_BOX, True),  # [y, x] pairs: the box says so
+        (TRIANGLE, None, False),  # no box: [x, y], and the box is the polygon's extent
+        ([v for p in TRIANGLE for v in p], TRIANGLE_BOX, False),  # a flat [x1, y1, x2, y2, ...] list
+        ([TRIANGLE], TRIANGLE_BOX, False),  # a list of polygons
+        ([{"x": x, "y": y} for x, y in TRIANGLE], [100, 100, 500, 500], False),  # named: never swapped
+    ],
+)
+def test_polygon_masks(mask: Any, box: list[int] | None, swapped: bool) -> None:
+    item: dict[str, Any] = {"label": "sail", "mask": mask}
+    if box is not None:
+        item["box_2d"] = box
+    det = from_gemini([item], SIZE)
+    assert det.masks is not None
+    assert np.array_equal(det.masks[0], polygon_mask(TRIANGLE))
+    assert det.masks[0].sum() > 500
+    assert ("notes" in det.meta) is swapped
+    if box is None:
+        assert det.xyxy.tolist() == [[20.0, 10.0, 60.0, 50.0]]
+
+
+def test_several_polygons_are_joined() -> None:
+    left, right = [[0, 0], [400, 0], [400, 1000], [0, 1000]], [[600, 0], [1000, 0], [1000, 1000], [600, 1000]]
+    det = from_gemini([{"box_2d": [0, 0, 1000, 1000], "label": "two", "mask": [left, right]}], SIZE)
+    assert np.array_equal(det.masks[0], polygon_mask(left) | polygon_mask(right))  # type: ignore[index]
+    assert det.masks[0].sum() == 8000  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[True, False], [False, True]],  # JSON booleans
+        [[1, 0], [0, 1]],  # 0/1
+        [[0.9, 0.2], [0.1, 0.7]],  # probabilities: above one half is in
+        [[255, 3], [0, 200]],  # 0-255 values: above 127 is in
+    ],
+)
+def test_array_masks_over_the_box(rows: list[list[Any]]) -> None:
+    det = from_gemini([{"box_2d": [0, 0, 500, 500], "label": "checks", "mask": rows}], (4, 4))
+    want = np.zeros((4, 4), bool)
+    want[0, 0] = want[1, 1] = True  # the 2x2 box region, one pixel per value
+    assert np.array_equal(det.masks[0], want)  # type: ignore[index]
+    bigger = from_gemini([{"box_2d": [0, 0, 500, 500], "label": "checks", "mask": rows}], (40, 40))
+    # scaled to a 20x20 box (bilinear, then the threshold): each value rules its quarter's centre
+    assert bigger.masks[0, [5, 15, 5, 15], [5, 15, 15, 5]].tolist() == [True, True, False, False]  # type: ignore[index]
+
+
+def test_seg_tokens_keep_the_box_and_say_why() -> None:
+    tokens = "<start_of_mask><seg_4><seg_20><seg_4><seg_35><seg_65><seg_27><seg_27>"
+    items = [
+        {"box_2d": [100, 200, 200, 400], "label": "cup", "mask": tokens},
+        {"box_2d": [500, 500, 600, 600], "label": "saucer"},
+    ]
+    det = from_gemini(items, SIZE)
+    assert det.xyxy.tolist() == [[20.0, 10.0, 40.0, 20.0], [50.0, 50.0, 60.0, 60.0]]
+    assert det.masks is None  # no item has pixels
+    assert det.meta["masks_missing"] == [0]
+    assert "VQ-VAE" in det.meta["notes"][0]
+    png_too = from_gemini(
+        [*items, {"box_2d": [0, 0, 100, 100], "label": "dot", "mask": png(np.full((1, 1), 255, np.uint8))}],
+        SIZE,
+    )
+    assert png_too.masks is not None and not png_too.masks[0].any() and png_too.masks[2].any()
+
+
+def test_paligemma_token_reply() -> None:
+    text = (
+        "<loc0256><loc0128><loc0768><loc0640> <seg012><seg034><seg056> red cup ; "
+        "<loc0000><loc0000><loc0512><loc1024> saucer"
+    )
+    det = from_gemini(text, (1024, 2048))
+    assert det.labels.tolist() == ["red cup", "saucer"]
+    assert det.xyxy.tolist() == [[256.0, 256.0, 1280.0, 768.0], [0.0, 0.0, 2048.0, 512.0]]
+    assert det.meta["masks_missing"] == [0]
+    # seg tokens inside a JSON item with no box_2d: the <loc> tokens give the box
+    tokens = {"label": "cup", "mask": "<loc0256><loc0128><loc0768><loc0640><seg001><seg002>"}
+    assert from_gemini([tokens], (1024, 2048)).xyxy.tolist() == [[256.0, 256.0, 1280.0, 768.0]]
+
+
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        ('[{"box_2d": [1, 2, 3, 4], "label": "cup"}', None),  # list left open after a complete item: reads
+        ('[{"box_2d": [1, 2, 3, 4], "label": "cu', "cut off before its first complete item"),
+        (
+            '[{"box_2d": [1, 2, 3, 4], "label": "a"} {"box_2d": [1, 2, 3, 4], "label": "b"}]',
+            "not a JSON list",
+        ),
+        ([{"label": "a", "mask": [[1, 2], [3, 4], [5, 6]]}], None),  # a polygon needs no box_2d
+        ([{"label": "a", "mask": [1, 2, 3, 4, 5]}], r"item 0\.mask: a flat polygon"),  # odd count
+        ([{"label": "a", "mask": [[[1, 2], [3, 4], [5, 6]], "x"]}], r"item 0\.mask\[1\]"),  # not a polygon
+        ([{"label": "a", "mask": [{"x": 1}, {"y": 2}]}], r"item 0\.mask: expected points"),  # half points
+        (
+            [{"box_2d": [1, 2, 3, 4], "label": "a", "mask": [[1, 0], [1]]}],
+            r"item 0\.mask: .*one non-zero length",
+        ),
+        (
+            [{"box_2d": [1, 2, 3, 4], "label": "a", "mask": [["1", "0"]]}],
+            r"item 0\.mask: .*booleans or numbers",
+        ),
+        ([{"box_2d": [1, 2, 3, 4], "label": "a", "mask": [[0, 300]]}], r"item 0\.mask: .*0-255"),
+        ([{"box_2d": [1, 2, 3, 4], "label": "a", "mask": [1, 2]}], r"item 0\.mask: a flat polygon"),
+        ([{"box_2d": [1, 2, 3, 4], "label": "a", "mask": {"png": "x"}}], r"item 0\.mask: expected"),
+        ([{"label": "a", "mask": "<start_of_mask><seg_1>"}], r"item 0\.box_2d"),  # no box, no <loc> tokens
+        ([{"box_2d": [1, 2, 3, 4], "mask": [[1, 2], [3, 4], [5, 6]]}], r"item 0\.label"),
+    ],
+)
+def test_more_replies_read_or_raise(items: Any, error: str | None) -> None:
+    if error is None:
+        assert len(from_gemini(items, SIZE)) == 1
+    else:
+        with pytest.raises(FormatError, match=error):
+            from_gemini(items, SIZE)
+
+
+def test_an_unreadable_reply_keeps_its_raw_text() -> None:
+    reply = "Sorry, I can't help with that image."
+    with pytest.raises(FormatError) as info:
+        from_gemini(reply, (100, 100))
+    assert info.value.raw_response == reply
