@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.tiny._common import bpe_vocab
+
 IMAGE_SIZE = 112
 """Side of the square the tiny model's processor resizes every image to, in pixels."""
 
@@ -64,7 +66,10 @@ def build_tiny_sam3(path: str | Path, *, seed: int = 0) -> Path:
         scale_factors=[4.0, 2.0, 1.0, 0.5],
         backbone_feature_sizes=[[grid * 4] * 2, [grid * 2] * 2, [grid] * 2],
     )
-    vocab, merges = _bpe_vocab(_WORDS.split())
+    vocab, spelled = bpe_vocab(
+        _WORDS.split(), end_of_word="</w>", specials=("<|startoftext|>", "<|endoftext|>")
+    )
+    merges = [tuple(m.split(" ")) for m in spelled]
     text = {
         "vocab_size": len(vocab),
         "hidden_size": 32,
@@ -100,38 +105,3 @@ def build_tiny_sam3(path: str | Path, *, seed: int = 0) -> Path:
     )
     Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
-
-
-def _bpe_vocab(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A byte-level BPE vocabulary in CLIP's layout: the two special tokens, every byte alone and at a
-    word's end (``"a</w>"``), and left-to-right merges that spell each word of ``words`` whole."""
-    symbols = _byte_symbols()
-    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for token in [*symbols, *(s + "</w>" for s in symbols)]:
-        vocab.setdefault(token, len(vocab))
-    merges: list[tuple[str, str]] = []
-    for word in dict.fromkeys(words):
-        pieces = [*word[:-1], word[-1] + "</w>"]
-        left = pieces[0]
-        for right in pieces[1:]:
-            if (left, right) not in merges:
-                merges.append((left, right))
-            left += right
-            vocab.setdefault(left, len(vocab))
-    return vocab, merges
-
-
-def _byte_symbols() -> list[str]:
-    """The 256 printable characters byte-level BPE uses for the bytes 0-255 (GPT-2's table)."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return [table[b] for b in range(256)]
