@@ -55,6 +55,7 @@ test: install-dev lint
 bench: install-dev
 	$(BIN)/python bench/mask_refine.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/session.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

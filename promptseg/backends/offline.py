@@ -213,8 +213,9 @@ class OfflineBackend:
     ) -> Detections:
         """A mask for each box prompt, drawn by the backend's box-to-mask method.
 
-        The detector is not involved: the boxes are taken as given. Point prompts need a model that
-        reads them (``sam``, ``sam2``, ``edgetam``).
+        The detector is not involved: the boxes are taken as given, so each score is 1.0 (the box
+        method has no quality estimate of its own). Point prompts need a model that reads them
+        (``sam``, ``sam2``, ``edgetam``).
 
         Raises:
             ConfigError: for point prompts, or when the backend was built with ``masks="none"``.
@@ -238,6 +239,7 @@ class OfflineBackend:
             xyxy=prompts.boxes,
             image_size=image.shape[:2],
             labels=prompts.labels,
+            scores=np.ones(len(prompts), np.float32),
             masks=masks,
             attributes={"reason": reasons},
             meta={**self._provenance, "prompt": f"{len(prompts)} box prompt(s)", "notes": []},
