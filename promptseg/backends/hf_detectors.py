@@ -88,17 +88,19 @@ class _TextDetector:
     def __init__(
         self,
         *,
-        weights: str | None,
-        device: str | None,
-        dtype: str | None,
-        threshold: float,
-        masks: str,
-        mask_weights: str | None,
-        nms_iou: float,
-        name: str | None,
+        weights: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        threshold: float | None = None,
+        masks: str = "color",
+        mask_weights: str | None = None,
+        nms_iou: float = 0.5,
+        name: str | None = None,
     ) -> None:
         self.name = name or self._REGISTRY_NAME
-        self.threshold = _check_fraction(threshold, "threshold")
+        self.threshold = _check_fraction(
+            self.DEFAULT_THRESHOLD if threshold is None else threshold, "threshold"
+        )
         self.nms_iou = _check_fraction(nms_iou, "nms_iou")
         # the masker first: a mistyped mask method fails before a large checkpoint is read
         self._masker: Masker = load_masker(
@@ -295,29 +297,6 @@ class Owlv2Backend(_TextDetector):
     _PROCESSOR_CLASS = "Owlv2Processor"
     _MODEL_TYPES = ("owlv2",)
 
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
-        masks: str = "color",
-        mask_weights: str | None = None,
-        nms_iou: float = 0.5,
-        name: str = "owlv2",
-    ) -> None:
-        super().__init__(
-            weights=weights,
-            device=device,
-            dtype=dtype,
-            threshold=threshold,
-            masks=masks,
-            mask_weights=mask_weights,
-            nms_iou=nms_iou,
-            name=name,
-        )
-
     def _find(self, images: list[UInt8Array], concepts: list[str], threshold: float) -> list[_Found]:
         sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
         limit = int(self._model.config.text_config.max_position_embeddings)
@@ -388,29 +367,6 @@ class GroundingDinoBackend(_TextDetector):
     _MODEL_CLASS = "GroundingDinoForObjectDetection"
     _PROCESSOR_CLASS = "GroundingDinoProcessor"
     _MODEL_TYPES = ("grounding-dino",)
-
-    def __init__(
-        self,
-        *,
-        weights: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
-        masks: str = "color",
-        mask_weights: str | None = None,
-        nms_iou: float = 0.5,
-        name: str = "grounding-dino",
-    ) -> None:
-        super().__init__(
-            weights=weights,
-            device=device,
-            dtype=dtype,
-            threshold=threshold,
-            masks=masks,
-            mask_weights=mask_weights,
-            nms_iou=nms_iou,
-            name=name,
-        )
 
     def _find(self, images: list[UInt8Array], concepts: list[str], threshold: float) -> list[_Found]:
         sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
