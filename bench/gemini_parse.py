@@ -24,9 +24,7 @@ import base64
 import importlib.util
 import io
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
+from latency import summary, timed
 
 from promptseg.formats.gemini import from_gemini, to_gemini
 from promptseg.ops.boxes import mask_to_xyxy
@@ -106,26 +105,6 @@ def decode_only(text: str) -> None:
         data = base64.b64decode(item["mask"].split(",", 1)[1])
         with Image.open(io.BytesIO(data)) as im:
             np.asarray(im.convert("L"))
-
-
-def timed(fn: Any, repeats: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def summary(ms: list[float]) -> dict[str, float]:
-    return {
-        "median_ms": round(statistics.median(ms), 2),
-        "p90_ms": round(float(np.percentile(ms, 90)), 2),
-        "min_ms": round(min(ms), 2),
-        "runs": len(ms),
-    }
 
 
 def main() -> None:
