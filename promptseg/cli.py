@@ -26,7 +26,7 @@ from promptseg.errors import (
     QueryError,
 )
 
-__all__ = ["main"]
+__all__ = ["backend_rows", "main"]
 
 EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 _IMAGE_SUFFIXES = {
@@ -58,10 +58,18 @@ def _build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="find every object matching a prompt in an image")
     seg.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF)")
     seg.add_argument(
-        "prompt", help="what to find, in plain words: 'people', 'the bottle', 'bags and luggage'"
+        "prompt",
+        help="what to find, in plain words: 'people', 'the bottle', 'the third cup from the left', "
+        "'people without a helmet', 'all chairs except the red one'",
     )
     seg.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     seg.add_argument("--out", metavar="PATH", help="write the image with masks, boxes and labels drawn on it")
+    seg.add_argument(
+        "--no-legend",
+        dest="legend",
+        action="store_false",
+        help="in --out, leave out the panel that explains why each object was chosen",
+    )
     seg.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
     seg.add_argument("--threshold", type=_unit_float, default=None, help="minimum score, 0-1")
     seg.add_argument(
@@ -78,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how masks are written in --json (default: COCO RLE)",
     )
     seg.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    _add_parser_flag(seg)
     _add_option_flag(seg)
     seg.set_defaults(run=_cmd_segment)
 
@@ -96,13 +105,41 @@ def _build_parser() -> argparse.ArgumentParser:
         "(sam, sam2, edgetam)",
     )
     sh.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    _add_parser_flag(sh)
     _add_option_flag(sh)
     sh.set_defaults(run=_cmd_shell)
 
     bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
     bk.set_defaults(run=_cmd_backends)
+
+    sv = sub.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs); needs promptseg[server]")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=_positive_int, default=8000, help="port to listen on (default: 8000)")
+    sv.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    sv.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on /v1 (default: $PROMPTSEG_API_TOKEN, which keeps it "
+        "out of the process list)",
+    )
+    sv.add_argument(
+        "--max-upload-mb", type=_positive_int, default=20, metavar="N", help="largest upload in MiB (20)"
+    )
+    sv.add_argument("--max-pixels", type=_positive_int, default=None, help="refuse larger images")
+    _add_option_flag(sv)
+    sv.set_defaults(run=_cmd_serve)
     return parser
+
+
+def _add_parser_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parser",
+        default="rules",
+        metavar="SPEC",
+        help="how prompts are read: rules (default, offline), gemini[:MODEL] or openai[:MODEL] "
+        "(a language model; $GEMINI_API_KEY, $OPENAI_API_KEY, $PROMPTSEG_LLM_BASE_URL)",
+    )
 
 
 def _add_option_flag(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +186,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from promptseg.backends.registry import load_backend
     from promptseg.formats.result import to_json
     from promptseg.image import load_image
+    from promptseg.query.engine import load_parser
+    from promptseg.segment import segment
 
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -157,15 +196,16 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(args.option)
     if args.masks is not None:
         options["masks"] = args.masks
+    parser = load_parser(args.parser)
     backend = load_backend(args.backend, **options)
-    det = backend.detect(image, args.prompt, threshold=args.threshold)
+    det = segment(image, args.prompt, backend=backend, threshold=args.threshold, parser=parser)
 
     for note in det.meta.get("notes", []):
         sys.stderr.write(f"promptseg: note: {note}\n")
     if out is not None:
         from promptseg.render import annotate
 
-        _write_image(annotate(image, det), out)
+        _write_image(annotate(image, det, legend=args.legend), out)
     if args.json:
         doc = to_json(
             det, image_path=args.image, prompt=args.prompt, backend=args.backend, mask_format=args.mask_format
@@ -183,7 +223,12 @@ def _cmd_shell(args: argparse.Namespace) -> int:
     from promptseg.shell import run_shell
 
     session = Session(
-        args.image, args.backend, masker=args.masker, max_pixels=args.max_pixels, **dict(args.option)
+        args.image,
+        args.backend,
+        masker=args.masker,
+        max_pixels=args.max_pixels,
+        parser=args.parser,
+        **dict(args.option),
     )
     interactive = sys.stdin.isatty()
     run_shell(session, sys.stdin, sys.stdout, source=args.image, prompt="promptseg> " if interactive else "")
@@ -193,26 +238,10 @@ def _cmd_shell(args: argparse.Namespace) -> int:
 def _cmd_backends(args: argparse.Namespace) -> int:
     from promptseg.backends.registry import check_backend, get_spec, list_backends
 
-    statuses = [check_backend(name) for name in list_backends()]
     if args.json:
-        rows = []
-        for s in statuses:
-            spec = get_spec(s.name)
-            rows.append(
-                {
-                    "name": s.name,
-                    "available": s.available,
-                    "reason": s.reason,
-                    "description": s.description,
-                    "capabilities": sorted(spec.capabilities),
-                    "extra": spec.extra,
-                    "weights": dict(spec.weights),
-                    "license": spec.license,
-                    "preprocessing": spec.preprocessing,
-                }
-            )
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps(backend_rows(), indent=2) + "\n")
         return EXIT_OK
+    statuses = [check_backend(name) for name in list_backends()]
     width = max(len(s.name) for s in statuses)
     pad = " " * (width + 15)
     for s in statuses:
@@ -225,16 +254,66 @@ def _cmd_backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def backend_rows() -> list[dict[str, Any]]:
+    """Every backend as ``promptseg backends --json`` prints it (also ``GET /v1/backends``)."""
+    from promptseg.backends.registry import check_backend, get_spec, list_backends
+
+    rows = []
+    for s in (check_backend(name) for name in list_backends()):
+        spec = get_spec(s.name)
+        rows.append(
+            {
+                "name": s.name,
+                "available": s.available,
+                "reason": s.reason,
+                "description": s.description,
+                "capabilities": sorted(spec.capabilities),
+                "extra": spec.extra,
+                "weights": dict(spec.weights),
+                "license": spec.license,
+                "preprocessing": spec.preprocessing,
+            }
+        )
+    return rows
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from promptseg._deps import require
+
+    for module in ("fastapi", "uvicorn", "python_multipart"):
+        require(module, extra="server", purpose="'promptseg serve'")
+    import uvicorn
+
+    from promptseg.backends.registry import load_backend
+    from promptseg.server import create_app
+
+    token = args.token or os.environ.get("PROMPTSEG_API_TOKEN") or None
+    backend = load_backend(args.backend, **dict(args.option))  # a missing model fails before binding
+    app = create_app(
+        backend=backend, token=token, max_upload_bytes=args.max_upload_mb * 2**20, max_pixels=args.max_pixels
+    )
+    if token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(
+            f"promptseg: note: serving on {args.host} with no token: anyone who can reach this port can "
+            "use it; set PROMPTSEG_API_TOKEN\n"
+        )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="debug" if args.debug else "info")
+    return EXIT_OK
+
+
 def _print_summary(det: Any, prompt: str) -> None:
     if len(det) == 0:
-        sys.stdout.write(f"nothing matched {prompt!r}\n")
+        sys.stdout.write(f"{det.meta.get('explanation') or f'nothing matched {prompt!r}'}\n")
         return
     sys.stdout.write(f"{len(det)} match{'es' if len(det) != 1 else ''} for {prompt!r}:\n")
+    why = det.attributes.get("explanation")
     for i in range(len(det)):
         x1, y1, x2, y2 = (round(float(v)) for v in det.xyxy[i])
         score = f"{float(det.scores[i]):.2f}" if det.scores is not None else "-"
         area = f"  mask {int(det.masks[i].sum())} px" if det.masks is not None else ""
         sys.stdout.write(f"  {det.labels[i]:<16} {score}  box ({x1}, {y1}, {x2}, {y2}){area}\n")
+        if why is not None:
+            sys.stdout.write(f"    {why[i]}\n")
 
 
 def _check_output_path(path: Path) -> None:

@@ -78,7 +78,15 @@ class ImageLoadError(InputError):
 
 
 class QueryError(PromptsegError, ValueError):
-    """A prompt that cannot be answered as it was asked."""
+    """A prompt that cannot be answered as it was asked.
+
+    Attributes:
+        raw_response: a language-model parser's reply that did not read as a query (else None).
+    """
+
+    def __init__(self, message: str, *, raw_response: str | None = None) -> None:
+        super().__init__(message)
+        self.raw_response = raw_response
 
 
 class FormatError(PromptsegError, ValueError):

@@ -33,6 +33,7 @@ def annotate(
     mask_alpha: float = 0.45,
     show_scores: bool = True,
     line_width: int | None = None,
+    legend: bool | None = None,
 ) -> UInt8Array:
     """Draw masks, boxes and labels over an image.
 
@@ -42,9 +43,12 @@ def annotate(
         mask_alpha: opacity of the mask fill, 0-1.
         show_scores: append the score to each label.
         line_width: box line width in pixels (None: scaled to the image, 2 px at 500 px).
+        legend: add a panel under the image that numbers the instances and gives each one's
+            ``attributes["explanation"]`` (and ``meta["explanation"]`` as its title). None: when the
+            detections carry explanations (answers of :mod:`promptseg.query`).
 
     Returns:
-        A new ``(H, W, 3)`` uint8 RGB image; the input is not modified.
+        A new uint8 RGB image, ``(H, W, 3)``, or taller by the legend; the input is not modified.
     """
     image = check_rgb(image, purpose="annotate")
     h, w = image.shape[:2]
@@ -75,12 +79,71 @@ def annotate(
         color = tuple(int(c) for c in colors[i])
         draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=lw + 2)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
+    explanations = detections.attributes.get("explanation")
+    legend = explanations is not None if legend is None else legend
     for i in order_boxes:
-        text = str(detections.labels[i])
+        text = f"{i + 1} " if legend else ""
+        text += str(detections.labels[i])
         if show_scores and detections.scores is not None:
             text += f" {float(detections.scores[i]):.2f}"
         _draw_tag(draw, text, detections.xyxy[i], tuple(int(c) for c in colors[i]), font, (h, w))
+    if legend:
+        lines = [str(detections.meta.get("explanation") or detections.meta.get("prompt") or "")]
+        for i in range(n):
+            why = str(explanations[i]) if explanations is not None else str(detections.labels[i])
+            lines.append(f"{i + 1}  {why}")
+        canvas = _with_legend(canvas, lines, colors, font)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def _with_legend(
+    canvas: Image.Image,
+    lines: list[str],
+    colors: UInt8Array,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> Image.Image:
+    """The image with a white panel under it: a title line, then one wrapped line per instance."""
+    w = canvas.width
+    probe = ImageDraw.Draw(canvas)
+    line_h = int(probe.textbbox((0, 0), "Ag", font=font)[3]) + 4
+    swatch = line_h - 4
+    rows: list[tuple[int, str]] = []  # (instance index or -1 for the title, text)
+    for k, line in enumerate(lines):
+        indent = 0 if k == 0 else swatch + 6
+        for part in _wrap(probe, line, font, w - 12 - indent):
+            rows.append((k - 1, part))
+    panel = Image.new("RGB", (w, canvas.height + len(rows) * line_h + 10), (255, 255, 255))
+    panel.paste(canvas, (0, 0))
+    draw = ImageDraw.Draw(panel)
+    y = canvas.height + 5
+    previous = -2
+    for index, text in rows:
+        x = 6
+        if index >= 0:
+            if index != previous:
+                color = tuple(int(c) for c in colors[index])
+                draw.rectangle((x, y + 2, x + swatch, y + 2 + swatch - 2), fill=color, outline=(0, 0, 0))
+            x += swatch + 6
+        draw.text((x, y), text, fill=(0, 0, 0), font=font)
+        previous = index
+        y += line_h
+    return panel
+
+
+def _wrap(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int
+) -> list[str]:
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}".strip()
+        if current and draw.textlength(candidate, font=font) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    return [*lines, current] if current or not lines else lines
 
 
 def _draw_tag(

@@ -8,6 +8,7 @@ Example:
     >>> session = Session("photo.jpg")                     # doctest: +SKIP
     >>> people = session.ask("people")                     # doctest: +SKIP
     >>> cups = session.ask("the cups")                     # reuses the detector pass  # doctest: +SKIP
+    >>> left = session.ask("only the left one")            # a follow-up on the last answer  # doctest: +SKIP
     >>> # a point-promptable backend redraws an answer from a point
     >>> session.refine(0, points=[[120, 80]], point_labels=[0])  # doctest: +SKIP
 """
@@ -26,6 +27,7 @@ from promptseg.backends.base import Backend, CachesImage, Promptable
 from promptseg.backends.registry import DEFAULT_BACKEND, load_backend
 from promptseg.errors import ConfigError, InputError
 from promptseg.image import load_image
+from promptseg.query.engine import Conversation, Parser, load_parser
 from promptseg.types import Detections, UInt8Array
 
 __all__ = ["Session", "Turn"]
@@ -49,6 +51,8 @@ class Session:
         masker: for box and point prompts when ``backend`` takes none: a SAM-family backend name
             (``"sam"``, ``"sam2"``, ``"edgetam"``) or a loaded one. Default: the backend itself.
         max_pixels: refuse larger images (None: ``$PROMPTSEG_MAX_PIXELS`` or 100 MP).
+        parser: how prompts are read: ``"rules"`` (default), ``"gemini[:MODEL]"``, ``"openai[:MODEL]"``
+            (see :func:`~promptseg.query.load_parser`).
         **backend_options: passed to :func:`~promptseg.backends.load_backend` when ``backend`` is a name.
 
     Attributes:
@@ -62,6 +66,7 @@ class Session:
         *,
         masker: str | Promptable | None = None,
         max_pixels: int | None = None,
+        parser: str | Parser | None = None,
         **backend_options: Any,
     ) -> None:
         self._image = load_image(image, max_pixels=max_pixels)
@@ -75,6 +80,8 @@ class Session:
         self.masker: Promptable | None = masker
         self.history: list[Turn] = []
         self._prepared: set[int] = set()
+        self._parser = load_parser(parser)
+        self._conversation: Conversation | None = None
 
     @property
     def image(self) -> UInt8Array:
@@ -91,12 +98,18 @@ class Session:
     def ask(
         self, prompt: str | Sequence[str], *, threshold: float | None = None, **options: Any
     ) -> Detections:
-        """Find every object matching ``prompt`` (reusing the image features).
+        """Answer a prompt, reusing the image features and, for follow-ups, the last answer.
+
+        Prompts are compositional ("the third cup from the left", "people without a helmet") and may
+        refer to the last answer ("only the left one", "and the chairs too", "not that one", "the
+        other bottle"); see :mod:`promptseg.query`. Each concept is detected once per threshold.
 
         Args:
-            prompt: plain words, or several prompts.
-            threshold: minimum score (None: the backend's default).
-            **options: extra keyword arguments of the backend's ``detect`` (e.g. SAM 3's ``exemplars``).
+            prompt: plain words, or several prompts (their union).
+            threshold: minimum score (None: the backend's default). A new threshold starts a new
+                conversation: earlier answers cannot be referred to after it.
+            **options: extra keyword arguments of the backend's ``detect`` (e.g. SAM 3's
+                ``exemplars``); with options the prompt goes to the backend as it is, unparsed.
         """
         if "text" not in self.backend.capabilities:
             raise ConfigError(
@@ -104,8 +117,17 @@ class Session:
             )
         start = time.perf_counter()
         self._prepare(self.backend)
-        result = self.backend.detect(self._image, prompt, threshold=threshold, **options)
         text = prompt if isinstance(prompt, str) else " | ".join(prompt)
+        if options:
+            result = self.backend.detect(self._image, prompt, threshold=threshold, **options)
+            return self._record(f"ask {text!r}", result, start)
+        conversation = self._conversation
+        if conversation is None or conversation.threshold != threshold:
+            conversation = Conversation(
+                self._image, self.backend, threshold=threshold, parser=self._parser, prepared=True
+            )
+            self._conversation = conversation
+        result = conversation.ask(prompt)
         return self._record(f"ask {text!r}", result, start)
 
     def predict(
@@ -169,8 +191,10 @@ class Session:
         return self._record(f"refine #{index}: {how}", result, start)
 
     def reset(self) -> None:
-        """Forget the answers; keep the image features."""
+        """Forget the answers; keep the image features and the detections made so far."""
         self.history.clear()
+        if self._conversation is not None:
+            self._conversation.forget()
 
     def _prompter(self, needs_points: bool) -> Promptable:
         candidates: list[Any] = [self.masker, self.backend]

@@ -35,6 +35,8 @@ class Settings:
     max_pixels: int
     gemini_api_key: str | None = None
     gemini_base_url: str | None = None
+    openai_api_key: str | None = None
+    llm_base_url: str | None = None
 
 
 def get_settings() -> Settings:
@@ -61,4 +63,6 @@ def get_settings() -> Settings:
         max_pixels=max_pixels,
         gemini_api_key=next((env[k].strip() for k in GEMINI_KEY_VARIABLES if env.get(k, "").strip()), None),
         gemini_base_url=env.get("PROMPTSEG_GEMINI_BASE_URL", "").strip() or None,
+        openai_api_key=env.get("OPENAI_API_KEY", "").strip() or None,
+        llm_base_url=env.get("PROMPTSEG_LLM_BASE_URL", "").strip() or None,
     )

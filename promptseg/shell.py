@@ -3,6 +3,9 @@
 Each line is a prompt in plain words, or a command starting with ``/``::
 
     people                      find every match (reuses the image features after the first line)
+    the third cup from the left modifiers: colour, size, position, order, count, relations, "except"
+    only the left one           a follow-up on the last answer (also "and the chairs too",
+                                "not that one", "the other bottle", "not the red one")
     /box X1 Y1 X2 Y2            a mask for a box
     /point X,Y [X,Y ...]        a mask from points; write -X,Y for a point NOT on the object
     /refine N X,Y [-X,Y ...]    redraw instance N of the last answer with extra points
@@ -147,14 +150,18 @@ def _show(session: Session, det: Detections, what: str, out: IO[str]) -> None:
     for note in det.meta.get("notes", []):
         out.write(f"note: {note}\n")
     if len(det) == 0:
-        out.write(f"nothing matched {what!r} ({took:.0f} ms)\n")
+        why = det.meta.get("explanation") or f"nothing matched {what!r}"
+        out.write(f"{why} ({took:.0f} ms)\n")
         return
     out.write(f"{len(det)} found for {what!r} ({took:.0f} ms):\n")
+    explanations = det.attributes.get("explanation")
     for i in range(len(det)):
         x1, y1, x2, y2 = (round(float(v)) for v in det.xyxy[i])
         score = f"{float(det.scores[i]):.2f}" if det.scores is not None else "  - "
         area = f"  mask {int(det.masks[i].sum())} px" if det.masks is not None else ""
         out.write(f"  #{i:<2} {det.labels[i]:<14} {score}  box ({x1}, {y1}, {x2}, {y2}){area}\n")
+        if explanations is not None:
+            out.write(f"       {explanations[i]}\n")
 
 
 def _points(args: list[str], command: str) -> tuple[list[list[float]], list[int]]:

@@ -61,10 +61,19 @@ def test_segment_writes_annotated_image(
     code, _out, err = run(["segment", str(voc["path"]), "people", "--out", str(out_png)], capsys)
     assert code == 0, err
     drawn = np.asarray(Image.open(out_png).convert("RGB"))
-    assert drawn.shape == voc["rgb"].shape
-    changed = (np.abs(drawn.astype(int) - voc["rgb"].astype(int)).sum(axis=2) > 30).mean()
+    h, w = voc["rgb"].shape[:2]
+    assert drawn.shape[1:] == (w, 3) and drawn.shape[0] > h  # the photo, then the legend under it
+    photo = drawn[:h]
+    changed = (np.abs(photo.astype(int) - voc["rgb"].astype(int)).sum(axis=2) > 30).mean()
     assert 0.1 < changed < 0.9  # masks and labels drawn, photo still visible
+    legend = drawn[h:]
+    assert (legend < 100).all(axis=2).mean() > 0.005  # dark text on the white legend panel
     assert list(tmp_path.iterdir()) == [out_png]  # no temporary files left behind
+
+    plain = tmp_path / "plain.png"
+    code, _out, err = run(["segment", str(voc["path"]), "people", "--out", str(plain), "--no-legend"], capsys)
+    assert code == 0, err
+    assert np.asarray(Image.open(plain)).shape == voc["rgb"].shape
 
 
 def test_nothing_matched_is_success_with_a_note(
@@ -76,8 +85,11 @@ def test_nothing_matched_is_success_with_a_note(
     assert json.loads(out)["instances"] == []
     assert "helmet" in err and "COCO" in err
     assert len(err.strip().splitlines()) == 1
-    # the annotated image of nothing is the photo itself
-    assert np.array_equal(np.asarray(Image.open(out_png).convert("RGB")), load_image(voc["path"]))
+    # the annotated image of nothing is the photo itself, with the explanation under it
+    drawn = np.asarray(Image.open(out_png).convert("RGB"))
+    photo = load_image(voc["path"])
+    assert np.array_equal(drawn[: photo.shape[0]], photo)
+    assert drawn.shape[0] > photo.shape[0]
 
 
 def test_human_summary(offline_env: Path, voc: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
