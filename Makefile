@@ -56,6 +56,7 @@ bench: install-dev
 	$(BIN)/python bench/mask_refine.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/session.py
+	$(BIN)/python bench/queries.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -312,3 +312,32 @@ def test_shell_conversation_from_a_pipe(offline_env: Path, voc: dict[str, Any], 
     history = [line for line in out.splitlines() if " ms " in line and "found" in line]
     assert len(history) == 3
     assert "never read" not in out
+
+
+def test_shell_follow_ups_refer_to_the_last_answer(offline_env: Path, voc: dict[str, Any]) -> None:
+    """Follow-ups in the shell: narrowed, extended, and an ambiguous one refused in one line."""
+    lines = [
+        "people",
+        "only the left one",
+        "not that one",  # the same request without the last answer: the next leftmost person
+        "and the bottle too",
+        "not that one",  # two objects: which one?
+        "the third chair from the left",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptseg", "shell", str(voc["path"])],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PROMPTSEG_MODELS": str(offline_env)},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "1 found for 'only the left one'" in out and "leftmost of" in out
+    assert "not in the last answer" in out
+    assert "2 found for 'and the bottle too'" in out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ambiguous" in errors[0]
+    assert "third from the left of" in out

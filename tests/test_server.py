@@ -564,3 +564,20 @@ def test_promptseg_serve_for_real(
     # uvicorn shuts down cleanly on SIGTERM, then (recent versions) re-raises the signal for its caller
     assert proc.returncode in (0, -15), log.read_text()
     assert "Finished server process" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_a_session_answers_follow_ups(client: Any, voc: dict[str, Any]) -> None:
+    sid = client.post("/v1/sessions", files=photo(voc)).json()["session_id"]
+    people = client.post(f"/v1/sessions/{sid}/ask", json={"prompt": "people"}).json()["instances"]
+    left = client.post(f"/v1/sessions/{sid}/ask", json={"prompt": "only the left one"}).json()
+    assert len(people) >= 5 and len(left["instances"]) == 1
+    from promptseg.ops.masks import from_rle
+
+    leftmost = min(people, key=lambda inst: np.nonzero(from_rle(inst["mask_rle"]))[1].mean())  # mask centroid
+    assert left["instances"][0]["box_xyxy"] == leftmost["box_xyxy"]
+    assert "leftmost of" in left["instances"][0]["attributes"]["explanation"]
+    assert left["meta"]["query"]["refer"] == "narrow"
+    both = client.post(f"/v1/sessions/{sid}/ask", json={"prompt": "and the bottle too"}).json()
+    assert sorted(i["label"] for i in both["instances"]) == ["bottle", "person"]
+    ambiguous = client.post(f"/v1/sessions/{sid}/ask", json={"prompt": "not that one"})
+    assert "ambiguous" in assert_error(ambiguous, 422, "QueryError")

@@ -173,7 +173,8 @@ def parse(prompt: str) -> Query:
 
     refer: Refer = "new"
     if _OTHER.match(text):
-        return Query(include=(Term(THAT, text=text),), refer="other", prompt=prompt)
+        plural = text.endswith(("others", "ones"))
+        return Query(include=(Term(THAT, plural=plural, text=text),), refer="other", prompt=prompt)
     if _ADD_START.match(text) or _ADD_END.search(text):
         refer = "add"
         text = _ADD_END.sub("", _ADD_START.sub("", text))

@@ -187,6 +187,7 @@ class Answer:
     explanation: str
     notes: list[str] = field(default_factory=list)
     terms: tuple[Term, ...] = ()
+    base: list[int] | None = None  # what the terms' pronoun ("the left one") referred to
 
 
 @dataclass
@@ -277,6 +278,10 @@ class Resolver:
                 ids = [i for i, d in zip(ids, dropped, strict=True) if not d]
         ids = self._dedupe(ids)
         answer = self._answer(query, ids, reasons, notes, terms)
+        if query.refer in ("other", "add", "remove") and last is not None:
+            answer.base = last.base
+        elif any(t.concept == THAT for t in query.include) and last is not None:
+            answer.base = list(last.ids)
         answer.detections = answer.detections.with_meta(
             timing={
                 "detect_s": round(self.pool.detect_seconds - detect_before, 6),
@@ -442,18 +447,22 @@ class Resolver:
 
     def _other(self, term: Term, last: Answer) -> _Selection:
         """ "The other bottle", "not that one": the last request again, without the last answer."""
+        if term.concept == THAT and not term.plural and len(last.ids) > 1:
+            raise QueryError(
+                f"the last answer has {len(last.ids)} objects, so {query_text(term)!r} is ambiguous: "
+                "say which, e.g. 'not the left one'"
+            )
         if term.concept != THAT and not any(t.concept == term.concept for t in last.terms):
             sel = self._term(term, without=last.ids)
         elif len(last.terms) == 1 and not term.plural:
-            if term.concept == THAT and len(last.ids) > 1:
-                raise QueryError(
-                    f"the last answer has {len(last.ids)} objects, so {query_text(term)!r} is ambiguous: "
-                    "say which, e.g. 'not the left one'"
-                )
-            sel = self._term(last.terms[0], without=last.ids)
+            previous = last.terms[0]
+            sel = self._term(previous, last.base if previous.concept == THAT else None, without=last.ids)
         else:
             concepts = [t.concept for t in last.terms] if term.concept == THAT else [term.concept]
             sel = self._union([Term(c, plural=True) for c in dict.fromkeys(concepts) if c != THAT])
+            if last.base is not None and THAT in concepts:
+                sel.ids += [i for i in last.base if i not in sel.reasons]
+                sel.reasons.update({i: [] for i in last.base if i not in sel.reasons})
             sel.ids = [i for i in sel.ids if i not in set(last.ids)]
         for i in sel.ids:
             sel.reasons[i] = [*sel.reasons[i], "not in the last answer"]
