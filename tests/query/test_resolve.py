@@ -229,8 +229,8 @@ def test_between_two_targets() -> None:
             }
         ],
         "prompts": [
-            {"id": "p", "image": "row", "prompt": "the cup between the laptop and the phone", "kinds": ["relation"],
-             "relation": "between", "expected": [1]},
+            {"id": "p", "image": "row", "prompt": "the cup between the laptop and the phone",
+             "kinds": ["relation"], "relation": "between", "expected": [1]},
         ],
     }  # fmt: skip
     row = load_eval_set(data).images["row"]
