@@ -230,7 +230,7 @@ def _normalise(prompt: str) -> str:
 
 def _terms(text: str, notes: list[str], default_concept: str | None = None) -> list[Term]:
     """Terms of a list ("cups, bottles and the red glass"); colour-only items join the next one."""
-    text = re.sub(r"\bbetween (\S+(?: \S+)?) and\b", r"between \1 _and_", text)
+    text = re.sub(r"\bbetween (.+?) and\b", r"between \1 _and_", text)
     pieces = [p.replace("_and_", "and") for p in _SPLIT_RE.split(text) if p and p.strip()]
     terms: list[Term] = []
     pending_colors: list[str] = []
@@ -495,12 +495,14 @@ def _relation_phrase(words: list[str], i: int) -> tuple[RelationKind, bool, int]
 
 def _target_end(words: list[str], start: int, kind: RelationKind) -> int:
     """Where a relation's target noun phrase ends: before the next relation, clause or negation."""
+    if kind == "between":  # "between the person on the left and the bottle": to the end
+        return len(words)
     j = start
     seen_noun = False
     while j < len(words):
         word = words[j]
         ends = word in _CLAUSE or word in ("not", "without") or _relation_phrase(words, j) is not None
-        if seen_noun and ends and not (kind == "between" and word == "and"):
+        if seen_noun and ends:
             break
         if word not in _DETERMINERS and word not in _NUMBERS and word not in ("to",):
             seen_noun = True

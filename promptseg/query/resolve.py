@@ -270,7 +270,13 @@ class Resolver:
             scope = ids if (query.refer == "remove" and last is not None) else None
             removed: list[int] = []
             for term in query.exclude:
-                sel = self._term(term, scope if term.concept == THAT or scope is not None else None)
+                within = scope
+                if scope is not None and term.concept != THAT:  # "not the person": the answer's people
+                    concept_ids = self.pool.ids(term.concept)
+                    within = [
+                        i for i, hit in zip(scope, self.pool.among(scope, concept_ids), strict=True) if hit
+                    ]
+                sel = self._term(term, within)
                 notes.extend(sel.notes)
                 removed += sel.ids
             if removed:
@@ -317,15 +323,14 @@ class Resolver:
                     f"{term.text or 'that'!r} refers to an earlier answer, but there is none yet"
                 )
             ids = list(base)
-            name = "of the last answer"
         else:
             ids = list(pool.ids(term.concept) if base is None else base)
-            name = _plural(term.concept, 2)
         if without:
             ids = [i for i in ids if i not in set(without)]
             if not ids:
-                return _Selection([], {}, [f"there is no other {name.removesuffix('s')}"], 0)
+                return _Selection([], {}, [f"there is no other {_noun(term)}"], 0)
         found = len(ids)
+        name = "objects of the last answer" if term.concept == THAT else _plural(term.concept, found)
         reasons: dict[int, list[str]] = {i: [] for i in ids}
         notes: list[str] = []
         if term.concept != THAT and found == 0:
@@ -434,15 +439,10 @@ class Resolver:
                 ids = [i for i, d in zip(ids, drop, strict=True) if not d]
             for i in ids:
                 reasons[i].append(f"not {ex.text or ex.concept}")
-        if (
-            not term.colors
-            and not term.relations
-            and not term.size
-            and term.region is None
-            and (term.ordinal is None and k is None)
-        ):
-            for i in ids:
-                reasons[i].append(f"a {_singular(term, pool, i)} (score {pool.scores[i]:.2f})")
+        for i in ids:
+            if not reasons[i] or all(r.startswith("not ") for r in reasons[i]):
+                noun = _singular(term, pool, i)
+                reasons[i].insert(0, f"{_article(noun)} {noun} (score {pool.scores[i]:.2f})")
         return _Selection(ids, {i: reasons[i] for i in ids}, notes, found)
 
     def _other(self, term: Term, last: Answer) -> _Selection:
@@ -540,6 +540,7 @@ class Resolver:
         holds = _relation_matrix(
             rel.kind, pool.boxes[ids], pool.boxes[targets], pool.centroids[ids], pool.centroids[targets]
         )
+        seconds: list[int] = []
         if rel.kind == "between":
             assert rel.second is not None
             seconds = self._term(replace(rel.second, count=None)).ids
@@ -561,6 +562,10 @@ class Resolver:
                 if not hits:
                     kept.append(i)
                     reasons[i].append(f"not {word} any {rel.target.concept} ({len(targets)} found)")
+            elif hits and rel.kind == "between":
+                kept.append(i)
+                a, b = self._between_pair(i, hits, seconds)
+                reasons[i].append(f"between {self._name(a)} and {self._name(b)}")
             elif hits:
                 kept.append(i)
                 others = "" if len(hits) == 1 else f" and {len(hits) - 1} more"
@@ -569,6 +574,15 @@ class Resolver:
             neg = "not " if rel.negated else ""
             notes.append(f"none of them is {neg}{word} {target_name}")
         return kept
+
+    def _between_pair(self, i: int, firsts: list[int], seconds: list[int]) -> tuple[int, int]:
+        """A pair (a, b) of targets that instance ``i`` lies between (checked by :func:`_between`)."""
+        c = self.pool.centroids
+        for a in firsts:
+            for b in seconds:
+                if a != b and _between(c[[i]], c[[a]], c[[b]], self.pool.same_object([a], [b]))[0, 0]:
+                    return a, b
+        return firsts[0], seconds[0]
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -768,6 +782,14 @@ def _plural(noun: str, n: int) -> str:
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
         return noun[:-1] + "ies"
     return noun + "s"
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
+
+
+def _noun(term: Term) -> str:
+    return "object" if term.concept == THAT else term.concept
 
 
 def _singular(term: Term, pool: Pool, i: int) -> str:

@@ -56,8 +56,10 @@ _IRREGULAR = {
 # Singular words that end like plurals.
 _NOT_PLURAL = _words(
     """gas lens news series species canvas atlas chaos bias alias yes this his is was has does
-    tennis iris axis basis crisis analysis thesis oasis pelvis chassis trellis mantis"""
-)
+    tennis iris axis basis crisis analysis thesis oasis pelvis chassis trellis mantis
+    scissors pliers tongs tweezers trousers pants jeans shorts leggings pajamas pyjamas binoculars
+    goggles clothes"""
+)  # the last line: nouns with no singular ("the scissors" is one pair)
 # Plurals of "-ie" words, which the "-ies" → "-y" rule would get wrong.
 _IE_PLURALS = _words(
     "cookies movies brownies selfies zombies smoothies hoodies beanies pies ties lies goalies"
