@@ -124,8 +124,8 @@ def mask_to_xyxy(masks: NDArray[np.bool_]) -> FloatArray:
     m: NDArray[np.bool_] = np.asarray(masks, dtype=bool)
     n = m.shape[0]
     out = np.zeros((n, 4), np.float32)
-    rows = np.any(m, axis=2, keepdims=False).reshape(n, -1)
-    cols = np.any(m, axis=1, keepdims=False).reshape(n, -1)
+    rows = np.any(m, axis=2, keepdims=False).reshape(n, m.shape[1])
+    cols = np.any(m, axis=1, keepdims=False).reshape(n, m.shape[2])
     for i in range(n):
         ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
         if ys.size:

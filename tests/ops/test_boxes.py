@@ -106,3 +106,7 @@ def test_nms_kept_boxes_do_not_overlap_beyond_threshold(b: np.ndarray, thr: floa
     dropped = np.setdiff1d(np.arange(len(b)), keep)
     if len(dropped):
         assert (box_iou(b[dropped], b[keep]).max(axis=1) > thr - 1e-6).all()
+
+
+def test_mask_to_xyxy_of_no_masks() -> None:
+    assert mask_to_xyxy(np.zeros((0, 5, 6), bool)).shape == (0, 4)
