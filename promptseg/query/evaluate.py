@@ -542,6 +542,7 @@ class PromptResult:
     seconds: float = 0.0
     detect_seconds: float = 0.0
     error: str | None = None
+    overhead_cpu_seconds: float = 0.0
 
     @property
     def overhead_seconds(self) -> float:
@@ -634,6 +635,7 @@ class _TimedBackend:
         self.name: str = inner.name
         self.capabilities: frozenset[str] = inner.capabilities
         self.seconds = 0.0
+        self.cpu_seconds = 0.0  # CPU time of the calling thread inside the backend
 
     def detect(
         self,
@@ -652,11 +654,12 @@ class _TimedBackend:
 
     def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
+                self.cpu_seconds += time.thread_time() - cpu
 
         return call
 
@@ -703,22 +706,31 @@ def evaluate(
         for prompt in (p for p in eval_set.prompts if p.image == image_id):
             result: Detections | None = None
             error = None
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 if prompt.follow_up_of is None:
-                    backend.seconds, start = 0.0, time.perf_counter()
+                    backend.seconds, backend.cpu_seconds = 0.0, 0.0
+                    start, cpu = time.perf_counter(), time.thread_time()
                     result = answer(pixels, prompt.prompt, backend)
                 else:
                     session = Session(pixels, backend)
                     for turn in eval_set.conversation(prompt)[:-1]:
                         converse(session, turn.prompt)
-                    backend.seconds, start = 0.0, time.perf_counter()
+                    backend.seconds, backend.cpu_seconds = 0.0, 0.0
+                    start, cpu = time.perf_counter(), time.thread_time()
                     result = converse(session, prompt.prompt)
             except PromptsegError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - start
+            overhead_cpu = max(0.0, time.thread_time() - cpu - backend.cpu_seconds)
             scored = score_prompt(prompt, photo, result, iou_threshold=iou_threshold)
-            scored = replace(scored, seconds=seconds, detect_seconds=backend.seconds, error=error)
+            scored = replace(
+                scored,
+                seconds=seconds,
+                detect_seconds=backend.seconds,
+                error=error,
+                overhead_cpu_seconds=overhead_cpu,
+            )
             results.append(scored)
             if progress is not None:
                 progress(len(results), total, scored)
@@ -793,6 +805,7 @@ class Report:
             "total": stats([r.seconds for r in self.results]),
             "detection": stats([r.detect_seconds for r in self.results]),
             "overhead": stats(over),
+            "overhead_cpu": stats([r.overhead_cpu_seconds for r in self.results]),
             "overhead_target_ms": OVERHEAD_TARGET_MS,
             "prompts_over_target": sum(o * 1000 > OVERHEAD_TARGET_MS for o in over),
         }
