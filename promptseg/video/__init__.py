@@ -1,0 +1,1 @@
+"""Video: frame sources, trackers, outputs and the track pipeline."""
