@@ -8,8 +8,8 @@ The image passes through the vision encoder (the expensive part: a ViT-L at 1008
 and once per image with :meth:`Sam3Backend.set_image`; all concepts of one call then share a single
 decoder pass, the image's features broadcast over the concepts without a copy.
 
-Video (SAM 3's tracker, ``Sam3VideoModel``) is not wired up yet: ``"video"`` in the capabilities is the
-registry's promise, which the video module will keep.
+Video: ``promptseg track --backend sam3`` uses SAM 3's tracker (``Sam3VideoModel``) through
+:class:`promptseg.video.hf_video.Sam3VideoTracker`, with a bounded memory bank.
 """
 
 from __future__ import annotations
