@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,45 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_parser_flag(sh)
     _add_option_flag(sh)
     sh.set_defaults(run=_cmd_shell)
+
+    tr = sub.add_parser(
+        "track",
+        help="follow everything a prompt names through a video, a folder of frames, a webcam or a stream",
+        description="Objects are detected on keyframes, followed in between, and keep their ids through "
+        "occlusions; the prompt's modifiers ('the person on the left') apply on every frame.",
+    )
+    tr.add_argument("source", help="video file, folder of frames, webcam index (0), or rtsp:// / http:// URL")
+    tr.add_argument(
+        "prompt", help="what to track: 'people', 'cars except the red one', 'the person on the left'"
+    )
+    tr.add_argument(
+        "--jsonl", metavar="PATH", help="write one JSON object per frame (track ids, boxes, masks)"
+    )
+    tr.add_argument(
+        "--mot", metavar="PATH", help="write MOT Challenge text (frame,id,left,top,width,height,...)"
+    )
+    tr.add_argument("--video", metavar="PATH", help="write an annotated MP4 with one colour per track")
+    tr.add_argument(
+        "--summary", metavar="PATH", help="write a JSON summary: tracks, first/last frame, counts"
+    )
+    tr.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    tr.add_argument("--threshold", type=_unit_float, default=None, help="minimum detector score, 0-1")
+    tr.add_argument(
+        "--masks", default="color", metavar="METHOD", help="box-to-mask method (color, grabcut, box, none)"
+    )
+    tr.add_argument(
+        "--keyframe-interval",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="detector every N frames at most",
+    )
+    tr.add_argument("--max-frames", type=_positive_int, default=None, metavar="N", help="stop after N frames")
+    tr.add_argument("--overwrite", action="store_true", help="replace output files that exist")
+    tr.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    _add_parser_flag(tr)
+    _add_option_flag(tr)
+    tr.set_defaults(run=_cmd_track)
 
     bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
@@ -216,6 +256,72 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         if out is not None:
             sys.stdout.write(f"wrote {out}\n")
     return EXIT_OK
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    import signal
+
+    from promptseg.video.outputs import Outputs, open_outputs
+    from promptseg.video.sources import open_source
+    from promptseg.video.track import VideoQuery
+
+    wanted = {k: getattr(args, k) for k in ("jsonl", "mot", "video", "summary")}
+    video_query = VideoQuery(
+        args.prompt,
+        backend=args.backend,
+        threshold=args.threshold,
+        parser=args.parser,
+        masks=args.masks,
+        keyframe_interval=args.keyframe_interval,
+        **dict(args.option),
+    )
+    frames = open_source(args.source, max_frames=args.max_frames)
+    meta = {"source": str(args.source), "prompt": args.prompt, "backend": args.backend}
+    fps = frames.stats.fps or 25.0
+    # SIGTERM (a kill) ends the run like Ctrl-C: every output is closed, valid to the last frame
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    done = 0
+    start = time.perf_counter()
+    last_report = 0.0
+    try:
+        with frames, Outputs(open_outputs(**wanted, fps=fps, meta=meta, overwrite=args.overwrite)) as outputs:
+            for frame in frames:
+                step = video_query.update(frame)
+                outputs.write(step.frame, step.detections)
+                done += 1
+                if step.change is not None and not args.quiet:
+                    sys.stderr.write(f"\rframe {frame.index}: {step.change}\n")
+                now = time.perf_counter()
+                if not args.quiet and now - last_report >= 1.0:
+                    last_report = now
+                    rate = done / (now - start)
+                    sys.stderr.write(
+                        f"\rframe {frame.index + 1} · {rate:.1f} fps · {len(step.detections)} objects"
+                        f" · {frames.stats.corrupt} corrupt   "
+                    )
+                    sys.stderr.flush()
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\npromptseg: stopped after {done} frames; the outputs are complete up to there\n")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    elapsed = time.perf_counter() - start
+    stats = frames.stats
+    if not args.quiet:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+    notes = "".join(f"; {n}" for n in stats.notes)
+    sys.stdout.write(
+        f"{done} frames in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} fps), "
+        f"{stats.corrupt} corrupt skipped, {stats.reconnects} reconnects{notes}\n"
+    )
+    for path in wanted.values():
+        if path:
+            sys.stdout.write(f"wrote {path}\n")
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:
