@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from promptseg.ops.assignment import linear_sum_assignment
 from promptseg.ops.boxes import box_iou
 from promptseg.types import BoolArray, UInt8Array
 
@@ -29,7 +30,6 @@ __all__ = [
     "color_histogram",
     "covered_fraction",
     "crop_mask",
-    "linear_assignment",
     "match_by_looks",
     "match_by_overlap",
     "paste_mask",
@@ -136,69 +136,6 @@ class AppearanceMemory:
         return out
 
 
-def linear_assignment(cost: ArrayLike) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Minimum-cost assignment of rows to columns (Hungarian method, shortest augmenting paths).
-
-    Every row is assigned when there are no more rows than columns, and every column otherwise, as
-    with ``scipy.optimize.linear_sum_assignment`` (which the tests compare it with); forbidden pairs
-    should be given a large finite cost and dropped by the caller afterwards. O(n² m) with numpy rows:
-    well under a millisecond for the tens of objects of a frame.
-
-    Args:
-        cost: ``(n, m)`` finite costs.
-
-    Returns:
-        ``(rows, cols)``: int64 arrays of the assigned pairs, sorted by row.
-    """
-    c = np.asarray(cost, np.float64)
-    if c.ndim != 2:
-        raise ValueError(f"cost must be a 2-D matrix, got shape {c.shape}")
-    if c.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if not np.isfinite(c).all():
-        raise ValueError("cost must be finite: give forbidden pairs a large finite cost")
-    transposed = c.shape[0] > c.shape[1]
-    if transposed:
-        c = c.T
-    n, m = c.shape
-    u = np.zeros(n + 1)
-    v = np.zeros(m + 1)
-    owner = np.zeros(m + 1, np.int64)  # owner[j]: the row (1-based) holding column j; 0 for none
-    way = np.zeros(m + 1, np.int64)
-    for i in range(1, n + 1):
-        owner[0] = i
-        j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, bool)
-        while True:
-            used[j0] = True
-            i0 = owner[j0]
-            reduced = c[i0 - 1] - u[i0] - v[1:]
-            free = ~used[1:]
-            better = free & (reduced < minv[1:])
-            minv[1:][better] = reduced[better]
-            way[1:][better] = j0
-            candidates = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(candidates)) + 1
-            delta = candidates[j1 - 1]
-            u[owner[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
-            j0 = j1
-            if owner[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            owner[j0] = owner[j1]
-            j0 = j1
-    cols = np.flatnonzero(owner[1:]).astype(np.int64)
-    rows = owner[1:][cols] - 1
-    if transposed:
-        rows, cols = cols, rows
-    order = np.argsort(rows)
-    return rows[order].astype(np.int64), cols[order].astype(np.int64)
-
-
 def covered_fraction(boxes: NDArray[np.float64]) -> NDArray[np.float64]:
     """``(M,)`` the largest fraction of each box that another box covers."""
     m = len(boxes)
@@ -278,7 +215,7 @@ def match_by_overlap(
     iou = box_iou(track_boxes, det_boxes)
     ok = same_label & (iou >= iou_threshold)
     score = (1 - appearance_weight) * iou + appearance_weight * sims
-    rows, cols = linear_assignment(np.where(ok, 1.0 - score, _BIG))
+    rows, cols = linear_sum_assignment(np.where(ok, 1.0 - score, _BIG))
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]
 
 
@@ -325,5 +262,5 @@ def match_by_looks(
         & (sim >= threshold)
     )
     score = sim - _GATE_DISTANCE_PENALTY * dist - _GATE_SIZE_PENALTY * np.abs(np.log(np.maximum(ratio, 1e-9)))
-    rows, cols = linear_assignment(np.where(ok, 2.0 - score, _BIG))
+    rows, cols = linear_sum_assignment(np.where(ok, 2.0 - score, _BIG))
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if ok[r, c]]

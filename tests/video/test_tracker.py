@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 
 from promptseg.errors import ConfigError, InputError, WeightsNotFoundError
+from promptseg.ops.assignment import linear_sum_assignment as linear_assignment
 from promptseg.ops.masks import mask_iou
 from promptseg.refine import load_refiner
 from promptseg.types import Detections
-from promptseg.video._appearance import AppearanceMemory, color_histogram, linear_assignment
+from promptseg.video._appearance import AppearanceMemory, color_histogram
 from promptseg.video.tracker import KEYFRAME_REASONS, TRACK_STATES, OfflineTracker, TrackerConfig
 from promptseg.video.types import Frame, Tracker
 from tests.conftest import missing
