@@ -149,8 +149,8 @@ class VideoQuery:
             resolver = Resolver(frame.image, lambda concept: _of_concept(tracked, concept))
             answer = resolver.resolve(self.query).detections.with_meta(**_frame_meta(tracked))
         change = None
-        if self._picks and answer.track_ids is not None:
-            ids = sorted(int(i) for i in answer.track_ids)
+        if self._picks:
+            ids = [] if answer.track_ids is None else sorted(int(i) for i in answer.track_ids)
             if self._previous is not None and ids != self._previous:
                 change = _change_text(self.query, self._previous, ids)
             self._previous = ids
