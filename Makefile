@@ -57,6 +57,8 @@ bench: install-dev
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/session.py
 	$(BIN)/python bench/queries.py
+	$(BIN)/python bench/track_speed.py
+	$(BIN)/python bench/track_accuracy.py --seeds 0 1
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
