@@ -52,7 +52,16 @@ lint:
 test: install-dev lint
 	PROMPTSEG_STRICT_TESTS=1 $(BIN)/python -m pytest -q
 
-bench: install-dev
+# The tracking benches' peer: ByteTrack from Roboflow's trackers (its declared opencv-python would clash
+# with the headless OpenCV, hence --no-deps); their pedestrian clip: vtest.avi from Debian's opencv-doc.
+VTEST := /tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi
+
+$(VTEST):
+	cd /tmp && apt-get download opencv-doc && dpkg -x opencv-doc_*.deb /tmp/opencv-doc && rm -f opencv-doc_*.deb
+
+bench: install-dev $(VTEST)
+	$(BIN)/python -m pip install -q --no-deps trackers==2.6.1
+	$(BIN)/python -m pip install -q rich
 	$(BIN)/python bench/mask_refine.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/session.py
