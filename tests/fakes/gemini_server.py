@@ -31,9 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["FakeGemini", "Hang", "Recorded", "Reply", "api_error", "gemini_reply"]
+__all__ = ["FakeGemini", "Hang", "Recorded", "Reply", "ScriptedServer", "api_error", "gemini_reply"]
 
 _PATH = re.compile(r"^/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):generateContent$")
 _MAX_BODY = 64 * 1024 * 1024
@@ -222,8 +222,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class FakeGemini:
-    """A scripted Gemini API server on 127.0.0.1; use it as a context manager.
+_S = TypeVar("_S", bound="ScriptedServer")
+
+
+class ScriptedServer:
+    """A scripted HTTP API on 127.0.0.1 for tests; use it as a context manager.
+
+    Each request gets the next scripted action; every request is recorded; the server answers at most
+    ``max_requests`` (later ones get an error reply) and stops by itself after ``lifetime`` seconds or
+    when its ``with`` block ends. Subclasses give the server (:meth:`_make_server`), the error reply
+    (:meth:`_error`), their name and the path after the host in :attr:`base_url`.
 
     Args:
         script: actions (:class:`Reply` or :class:`Hang`) for the requests, in order.
@@ -231,9 +239,13 @@ class FakeGemini:
         max_requests: requests it records at most; later ones are refused with a 500.
 
     Attributes:
-        base_url: ``http://127.0.0.1:PORT`` to pass as the client's base URL.
+        base_url: ``http://127.0.0.1:PORT`` plus :attr:`url_suffix`.
         requests: the requests received so far, in order.
     """
+
+    name = "fake server"
+    url_suffix = ""
+    poll_interval = 0.05
 
     def __init__(
         self, script: Iterable[Reply | Hang] = (), *, lifetime: float = 20.0, max_requests: int = 50
@@ -244,16 +256,22 @@ class FakeGemini:
         self.requests: list[Recorded] = []
         self.lifetime = lifetime
         self.max_requests = max_requests
-        self._server: _Server | None = None
+        self._server: ThreadingHTTPServer | None = None
         self._serving: threading.Thread | None = None
         self._timer: threading.Timer | None = None
+
+    def _make_server(self) -> ThreadingHTTPServer:
+        raise NotImplementedError
+
+    def _error(self, message: str) -> Reply:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
         if self._server is None:
-            raise RuntimeError("FakeGemini is not running: use it in a with block")
+            raise RuntimeError(f"{type(self).__name__} is not running: use it in a with block")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{host!s}:{port}{self.url_suffix}"
 
     def add(self, *actions: Reply | Hang) -> None:
         """Append actions to the script."""
@@ -267,15 +285,15 @@ class FakeGemini:
     def _next(self) -> Reply | Hang:
         with self._lock:
             if len(self.requests) > self.max_requests:
-                return api_error(500, f"fake Gemini: more than {self.max_requests} requests")
+                return self._error(f"{self.name}: more than {self.max_requests} requests")
             if not self._script:
-                return api_error(500, "fake Gemini: no scripted reply left for this request")
+                return self._error(f"{self.name}: no scripted reply left for this request")
             return self._script.popleft()
 
-    def __enter__(self) -> FakeGemini:
-        self._server = _Server(self)
+    def __enter__(self: _S) -> _S:
+        self._server = self._make_server()
         self._serving = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": self.poll_interval}, daemon=True
         )
         self._timer = threading.Timer(self.lifetime, self._shutdown)
         self._timer.daemon = True
@@ -298,3 +316,16 @@ class FakeGemini:
         for thread in (self._serving, self._timer):
             if thread is not None:
                 thread.join(timeout=5)
+
+
+class FakeGemini(ScriptedServer):
+    """A scripted Gemini API server on 127.0.0.1 (see :class:`ScriptedServer`); ``base_url`` is what
+    the client takes as its base URL."""
+
+    name = "fake Gemini"
+
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
+
+    def _error(self, message: str) -> Reply:
+        return api_error(500, message)

@@ -16,15 +16,12 @@ Example:
 from __future__ import annotations
 
 import json
-import threading
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from tests.fakes.gemini_server import Hang, Reply
+from tests.fakes.gemini_server import Hang, Reply, ScriptedServer
 
 __all__ = ["FakeOpenAI", "Hang", "Recorded", "Reply", "chat_reply", "openai_error"]
 
@@ -145,83 +142,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class FakeOpenAI:
-    """A scripted OpenAI-compatible server on 127.0.0.1; use it as a context manager.
+class FakeOpenAI(ScriptedServer):
+    """A scripted OpenAI-compatible server on 127.0.0.1 (see
+    :class:`~tests.fakes.gemini_server.ScriptedServer`); ``base_url`` is ``http://127.0.0.1:PORT/v1``,
+    the URL before ``/chat/completions``."""
 
-    Args:
-        script: actions (:class:`Reply` or :class:`Hang`) for the requests, in order.
-        lifetime: seconds after which the server stops by itself.
-        max_requests: requests it answers at most; later ones are refused with a 500.
+    name = "fake OpenAI"
+    url_suffix = "/v1"
+    poll_interval = 0.01
 
-    Attributes:
-        base_url: ``http://127.0.0.1:PORT/v1``, the URL before ``/chat/completions``.
-        requests: the requests received so far, in order.
-    """
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
 
-    def __init__(
-        self, script: Iterable[Reply | Hang] = (), *, lifetime: float = 20.0, max_requests: int = 50
-    ) -> None:
-        self._script: deque[Reply | Hang] = deque(script)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.requests: list[Recorded] = []
-        self.lifetime = lifetime
-        self.max_requests = max_requests
-        self._server: _Server | None = None
-        self._serving: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeOpenAI is not running: use it in a with block")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def add(self, *actions: Reply | Hang) -> None:
-        """Append actions to the script."""
-        with self._lock:
-            self._script.extend(actions)
-
-    def _record(self, request: Recorded) -> None:
-        with self._lock:
-            self.requests.append(request)
-
-    def _next(self) -> Reply | Hang:
-        with self._lock:
-            if len(self.requests) > self.max_requests:
-                return openai_error(
-                    500, f"fake OpenAI: more than {self.max_requests} requests", error_type="server_error"
-                )
-            if not self._script:
-                return openai_error(
-                    500, "fake OpenAI: no scripted reply left for this request", error_type="server_error"
-                )
-            return self._script.popleft()
-
-    def __enter__(self) -> FakeOpenAI:
-        self._server = _Server(self)
-        self._serving = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._timer = threading.Timer(self.lifetime, self._shutdown)
-        self._timer.daemon = True
-        self._serving.start()
-        self._timer.start()
-        return self
-
-    def _shutdown(self) -> None:
-        self._stop.set()  # wakes hanging requests
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._shutdown()
-        for thread in (self._serving, self._timer):
-            if thread is not None:
-                thread.join(timeout=5)
+    def _error(self, message: str) -> Reply:
+        return openai_error(500, message, error_type="server_error")
