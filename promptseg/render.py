@@ -7,23 +7,32 @@ black or white text, whichever contrasts more, and boxes and mask outlines get a
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image, ImageDraw, ImageFont
 
 from promptseg.errors import InputError
 from promptseg.image import check_rgb
 from promptseg.types import BoolArray, Detections, UInt8Array
 
-__all__ = ["annotate", "instance_colors"]
+__all__ = ["annotate", "id_colors", "instance_colors"]
 
 
 def instance_colors(n: int) -> UInt8Array:
     """``(n, 3)`` uint8 RGB colours, well apart in hue (golden-ratio steps), saturated and bright."""
-    hues = (np.arange(n) * 0.618033988749895 + 0.11) % 1.0
+    return id_colors(np.arange(n))
+
+
+def id_colors(ids: ArrayLike) -> UInt8Array:
+    """``(N, 3)`` uint8 RGB colours keyed by integer ids: the same id always gets the same colour (a
+    track keeps its colour from frame to frame), neighbouring ids are far apart in hue."""
+    keys = np.asarray(ids, dtype=np.int64).reshape(-1)
+    hues = (keys.astype(np.float64) * 0.618033988749895 + 0.11) % 1.0
     rgb = [colorsys.hsv_to_rgb(float(h), 0.85, 0.95) for h in hues]
-    return (np.array(rgb, dtype=np.float64).reshape(n, 3) * 255).round().astype(np.uint8)
+    return (np.array(rgb, dtype=np.float64).reshape(len(keys), 3) * 255).round().astype(np.uint8)
 
 
 def annotate(
@@ -34,6 +43,8 @@ def annotate(
     show_scores: bool = True,
     line_width: int | None = None,
     legend: bool | None = None,
+    colors: ArrayLike | None = None,
+    tags: Sequence[str] | None = None,
 ) -> UInt8Array:
     """Draw masks, boxes and labels over an image.
 
@@ -46,6 +57,9 @@ def annotate(
         legend: add a panel under the image that numbers the instances and gives each one's
             ``attributes["explanation"]`` (and ``meta["explanation"]`` as its title). None: when the
             detections carry explanations (answers of :mod:`promptseg.query`).
+        colors: ``(N, 3)`` uint8 RGB per instance (None: :func:`instance_colors`; a tracker passes
+            :func:`id_colors` of its track ids so colours stay with objects).
+        tags: the text of each instance's tag (None: its label, and its score with ``show_scores``).
 
     Returns:
         A new uint8 RGB image, ``(H, W, 3)``, or taller by the legend; the input is not modified.
@@ -55,44 +69,53 @@ def annotate(
     if detections.image_size != (h, w):
         raise InputError(f"detections are for an image of {detections.image_size}, the image is {(h, w)}")
     n = len(detections)
-    colors = instance_colors(n)
-    out = image.astype(np.float32)
-    if detections.masks is not None:
-        # Paint small instances last so they stay visible on top of large ones.
+    palette = instance_colors(n) if colors is None else np.asarray(colors, np.uint8).reshape(n, 3)
+    out = image.copy()
+    if detections.masks is not None and n:
+        # Small instances are painted last so they stay visible on top of large ones. Each mask is
+        # drawn inside its bounding region, in uint8: no frame-sized float copies (video draws this
+        # per frame).
         order = np.argsort(-detections.mask_area, kind="stable")
+        regions = [_mask_region(m) for m in detections.masks]
+        tint = palette.astype(np.float32) * mask_alpha + 0.5
         for i in order:
-            m = detections.masks[i]
-            out[m] = out[m] * (1 - mask_alpha) + colors[i].astype(np.float32) * mask_alpha
+            m = detections.masks[i][regions[i]]
+            patch = out[regions[i]]
+            patch[m] = (patch[m] * np.float32(1 - mask_alpha) + tint[i]).astype(np.uint8)
         for i in order:
             # A dark line just outside and a coloured line just inside: the outline shows on any
             # background, also where the fill colour resembles the object's own.
-            m = detections.masks[i]
-            out[_grow(m) & ~m] *= 0.25
-            out[m & ~_shrink(_shrink(m))] = colors[i]
-    canvas = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+            m = detections.masks[i][regions[i]]
+            patch = out[regions[i]]
+            patch[_grow(m) & ~m] //= 4
+            patch[m & ~_shrink(_shrink(m))] = palette[i]
+    canvas = Image.fromarray(out)
     draw = ImageDraw.Draw(canvas)
     lw = line_width if line_width is not None else max(1, round(max(h, w) / 250))
     font = _font(max(11, round(max(h, w) / 45)))
     order_boxes = np.argsort(-detections.box_area, kind="stable") if n else np.zeros(0, np.int64)
     for i in order_boxes:
         x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
-        color = tuple(int(c) for c in colors[i])
+        color = tuple(int(c) for c in palette[i])
         draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=lw + 2)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
     explanations = detections.attributes.get("explanation")
     legend = explanations is not None if legend is None else legend
     for i in order_boxes:
         text = f"{i + 1} " if legend else ""
-        text += str(detections.labels[i])
-        if show_scores and detections.scores is not None:
-            text += f" {float(detections.scores[i]):.2f}"
-        _draw_tag(draw, text, detections.xyxy[i], tuple(int(c) for c in colors[i]), font, (h, w))
+        if tags is not None:
+            text += str(tags[i])
+        else:
+            text += str(detections.labels[i])
+            if show_scores and detections.scores is not None:
+                text += f" {float(detections.scores[i]):.2f}"
+        _draw_tag(draw, text, detections.xyxy[i], tuple(int(c) for c in palette[i]), font, (h, w))
     if legend:
         lines = [str(detections.meta.get("explanation") or detections.meta.get("prompt") or "")]
         for i in range(n):
             why = str(explanations[i]) if explanations is not None else str(detections.labels[i])
             lines.append(f"{i + 1}  {why}")
-        canvas = _with_legend(canvas, lines, colors, font)
+        canvas = _with_legend(canvas, lines, palette, font)
     return np.asarray(canvas, dtype=np.uint8)
 
 
@@ -172,6 +195,19 @@ def _text_color(rgb: tuple[int, ...]) -> tuple[int, int, int]:
     lin = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     lum = float(lin @ [0.2126, 0.7152, 0.0722])
     return (0, 0, 0) if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else (255, 255, 255)
+
+
+def _mask_region(mask: BoolArray) -> tuple[slice, slice]:
+    """The rows and columns a mask covers, one pixel wider each side (for its outline)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return slice(0, 0), slice(0, 0)
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (
+        slice(max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h)),
+        slice(max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w)),
+    )
 
 
 def _shrink(mask: BoolArray) -> BoolArray:

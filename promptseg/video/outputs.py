@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import colorsys
 import json
 import logging
 import os
@@ -44,14 +43,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from promptseg._deps import require
 from promptseg.errors import ConfigError, FormatError, InputError, PromptsegWarning
 from promptseg.formats.result import MaskFormat, from_json, to_json
 from promptseg.image import check_rgb
 from promptseg.ops.boxes import xyxy_to_xywh
-from promptseg.render import _draw_tag, _font, _grow, _shrink
+from promptseg.render import annotate, id_colors
 from promptseg.types import Detections, UInt8Array
 from promptseg.video.types import Frame, TrackOutput
 
@@ -79,22 +78,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_GOLDEN = 0.618033988749895
 _RECORD_KEYS = ("frame", "time", "width", "height", "instances")
 # fragment per frame, no index at the end: a file cut anywhere still plays (see the module docstring)
 _MP4_OPTIONS = {"movflags": "frag_every_frame+empty_moov+default_base_moof", "fflags": "+flush_packets"}
 
 
 def track_colors(track_ids: ArrayLike) -> UInt8Array:
-    """``(N, 3)`` uint8 RGB colours keyed by track id: the same id gets the same colour in every frame.
-
-    Hues step by the golden ratio per id, as :func:`promptseg.render.instance_colors` does per index, so
-    track ``k`` has the colour ``annotate`` gives instance ``k`` and neighbouring ids are far apart.
-    """
-    ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
-    hues = (ids.astype(np.float64) * _GOLDEN + 0.11) % 1.0
-    rgb = [colorsys.hsv_to_rgb(float(h), 0.85, 0.95) for h in hues]
-    return (np.array(rgb, dtype=np.float64).reshape(len(ids), 3) * 255).round().astype(np.uint8)
+    """``(N, 3)`` uint8 RGB colours keyed by track id: the same id gets the same colour in every frame
+    (:func:`promptseg.render.id_colors`; track ``k`` has the colour ``annotate`` gives instance ``k``)."""
+    return id_colors(track_ids)
 
 
 def annotate_tracks(
@@ -115,59 +107,15 @@ def annotate_tracks(
         A new ``(H, W, 3)`` uint8 RGB image.
     """
     image = check_rgb(image, purpose="annotate_tracks")
-    h, w = image.shape[:2]
-    if detections.image_size != (h, w):
-        raise InputError(f"detections are for an image of {detections.image_size}, the frame is {(h, w)}")
     n = len(detections)
     ids = detections.track_ids
+    tags = [str(label) for label in detections.labels]
+    if ids is not None:
+        tags = [f"{tag} #{int(i)}" for tag, i in zip(tags, ids, strict=True)]
+    if show_scores and detections.scores is not None:
+        tags = [f"{tag} {float(score):.2f}" for tag, score in zip(tags, detections.scores, strict=True)]
     colors = track_colors(ids if ids is not None else np.arange(n))
-    out = image.copy()
-    if detections.masks is not None and n:
-        # in uint8 and inside each mask's bounding region: a frame-sized float copy per frame costs
-        # more than the masks do (this draws a 640x360 frame about 4x faster than render.annotate)
-        order = np.argsort(-detections.mask_area, kind="stable")
-        regions = [_mask_region(m) for m in detections.masks]
-        tint = colors.astype(np.float32) * mask_alpha + 0.5
-        for i in order:
-            m = detections.masks[i][regions[i]]
-            patch = out[regions[i]]
-            patch[m] = (patch[m] * np.float32(1 - mask_alpha) + tint[i]).astype(np.uint8)
-        for i in order:
-            m = detections.masks[i][regions[i]]
-            patch = out[regions[i]]
-            patch[_grow(m) & ~m] //= 4
-            patch[m & ~_shrink(_shrink(m))] = colors[i]
-    canvas = Image.fromarray(out)
-    draw = ImageDraw.Draw(canvas)
-    lw = max(1, round(max(h, w) / 250))
-    font = _font(max(11, round(max(h, w) / 45)))
-    order_boxes = np.argsort(-detections.box_area, kind="stable") if n else np.zeros(0, np.int64)
-    for i in order_boxes:
-        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
-        color = tuple(int(c) for c in colors[i])
-        draw.rectangle((x1 - 1, y1 - 1, x2 + 1, y2 + 1), outline=(0, 0, 0), width=lw + 2)
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
-    for i in order_boxes:
-        text = str(detections.labels[i])
-        if ids is not None:
-            text += f" #{int(ids[i])}"
-        if show_scores and detections.scores is not None:
-            text += f" {float(detections.scores[i]):.2f}"
-        _draw_tag(draw, text, detections.xyxy[i], tuple(int(c) for c in colors[i]), font, (h, w))
-    return np.asarray(canvas, dtype=np.uint8)
-
-
-def _mask_region(mask: NDArray[np.bool_]) -> tuple[slice, slice]:
-    """The mask's bounding rows and columns, one pixel wider each side (for the outline), clipped."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not rows.size:
-        return slice(0, 0), slice(0, 0)
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
-    h, w = mask.shape
-    return (
-        slice(max(0, rows[0] - 1), min(h, rows[-1] + 2)),
-        slice(max(0, cols[0] - 1), min(w, cols[-1] + 2)),
-    )
+    return annotate(image, detections, mask_alpha=mask_alpha, legend=False, colors=colors, tags=tags)
 
 
 def to_jsonl_record(
