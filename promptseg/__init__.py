@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from promptseg._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from promptseg._segment import segment
     from promptseg.backends.registry import check_backend, list_backends, load_backend
     from promptseg.errors import (
         BackendUnavailable,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from promptseg.image import load_image, read_image_size
     from promptseg.render import annotate
-    from promptseg.segment import segment
     from promptseg.types import Detections
 
 # public name -> module that defines it
@@ -62,7 +62,7 @@ _EXPORTS: dict[str, str] = {
     "load_backend": "promptseg.backends.registry",
     "load_image": "promptseg.image",
     "read_image_size": "promptseg.image",
-    "segment": "promptseg.segment",
+    "segment": "promptseg._segment",
 }
 
 __all__ = [

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptseg._segment import segment as segment_image
 from promptseg._version import __version__
 from promptseg.backends.base import Backend
 from promptseg.backends.registry import get_spec, load_backend
@@ -64,7 +65,6 @@ from promptseg.errors import (
 from promptseg.formats.result import to_json
 from promptseg.image import load_image
 from promptseg.render import annotate
-from promptseg.segment import segment as segment_image
 from promptseg.session import Session
 from promptseg.types import UInt8Array
 

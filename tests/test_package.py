@@ -53,3 +53,16 @@ def test_errors_form_one_tree() -> None:
         obj = getattr(promptseg, name)
         if isinstance(obj, type) and issubclass(obj, Exception) and not issubclass(obj, Warning):
             assert issubclass(obj, promptseg.PromptsegError), name
+
+
+def test_no_submodule_shadows_a_lazy_export() -> None:
+    """Importing a submodule sets it as an attribute of the package: one named like a lazy export
+    (a ``promptseg/segment.py`` beside ``promptseg.segment()``) would replace the function with the module
+    as soon as anything imported it."""
+    import importlib.util
+
+    import promptseg
+    import promptseg._segment  # what cli, server and labeling import
+
+    assert [n for n in promptseg.__all__ if importlib.util.find_spec(f"promptseg.{n}") is not None] == []
+    assert callable(promptseg.segment) and promptseg.segment.__name__ == "segment"

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from promptseg import ConfigError, Detections, RemoteBackendError, UnknownBackendError, load_image
+from promptseg._segment import segment
 from promptseg.cli import main
 from promptseg.formats.result import to_json
 from promptseg.ops.masks import from_rle
-from promptseg.segment import segment
 from tests.conftest import need
 
 TOKEN = "t0ps3cret-token"
