@@ -149,6 +149,27 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_option_flag(tr)
     tr.set_defaults(run=_cmd_track)
 
+    lb = sub.add_parser(
+        "label",
+        help="draft every image of a folder into a resumable labelling project (review queue included)",
+        description="Rerun the same command to resume: every image is labelled exactly once.",
+    )
+    lb.add_argument("dir", help="folder of images (searched recursively; other files are ignored)")
+    lb.add_argument("--prompt", required=True, help="what to label, e.g. 'people and chairs'")
+    lb.add_argument(
+        "--project", required=True, metavar="PROJ", help="project folder (created if new; rerun to resume)"
+    )
+    lb.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    lb.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default: 2)")
+    lb.add_argument(
+        "--accept", type=_unit_float, default=0.8, help="auto-accept drafts scoring at least this (0.8)"
+    )
+    lb.add_argument(
+        "--reject", type=_unit_float, default=0.3, help="auto-reject drafts scoring below this (0.3)"
+    )
+    lb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    lb.set_defaults(run=_cmd_label)
+
     bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
     bk.set_defaults(run=_cmd_backends)
@@ -223,11 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
+    from promptseg._segment import segment
     from promptseg.backends.registry import load_backend
     from promptseg.formats.result import to_json
     from promptseg.image import load_image
     from promptseg.query.engine import load_parser
-    from promptseg.segment import segment
 
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -322,6 +343,12 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from promptseg.labeling import run_label
+
+    return run_label(args)
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:

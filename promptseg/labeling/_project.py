@@ -1,0 +1,432 @@
+"""Project state in SQLite: images, annotations, decisions log, settings (see :mod:`promptseg.labeling`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from promptseg.errors import ConfigError, InputError
+from promptseg.types import Detections
+
+__all__ = ["IMAGE_SUFFIXES", "Annotation", "Project"]
+
+SCHEMA_VERSION: Final = 1
+DB_NAME: Final = "project.db"
+IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""File suffixes taken as images by :meth:`Project.add_images`; other files are ignored."""
+AUTO: Final = "auto:threshold"
+
+ReviewState = Literal["accepted", "rejected", "pending"]
+_STATES: Final = ("accepted", "rejected", "pending")
+
+_SCHEMA: Final = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+    error TEXT,
+    seconds REAL,
+    drafted_at TEXT
+);
+CREATE TABLE annotations (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label TEXT NOT NULL,
+    score REAL,
+    box_xyxy TEXT NOT NULL,
+    mask_rle TEXT,
+    source TEXT NOT NULL CHECK (source IN ('model', 'human')),
+    model TEXT,
+    backend TEXT,
+    prompt TEXT,
+    review_state TEXT NOT NULL CHECK (review_state IN ('accepted', 'rejected', 'pending')),
+    decided_by TEXT,
+    decided_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX annotations_image ON annotations(image_id);
+CREATE INDEX annotations_review ON annotations(review_state, score);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    annotation_id INTEGER NOT NULL REFERENCES annotations(id),
+    who TEXT NOT NULL,
+    at TEXT NOT NULL,
+    field TEXT NOT NULL,
+    old TEXT,
+    new TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One object of one image, as stored (``box_xyxy`` in absolute pixels of that image)."""
+
+    id: int
+    image: str
+    label: str
+    score: float | None
+    box_xyxy: tuple[float, float, float, float]
+    mask_rle: dict[str, Any] | None
+    source: str
+    review_state: str
+    decided_by: str | None
+    decided_at: str | None
+    model: str | None = None
+    backend: str | None = None
+    prompt: str | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _natural_key(path: str) -> list[Any]:
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", path)
+    ]
+
+
+class Project:
+    """A labelling project stored in ``path/project.db``; use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    # -- opening -------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        prompt: str,
+        backend: str,
+        accept: float = 0.8,
+        reject: float = 0.3,
+    ) -> Project:
+        """Create a new project folder (refused if it already holds a project)."""
+        _check_thresholds(accept, reject)
+        if not prompt.strip():
+            raise InputError("the project prompt is empty; pass the words to label, e.g. 'people'")
+        folder = Path(path)
+        if (folder / DB_NAME).exists():
+            raise ConfigError(f"{folder} already holds a project ({DB_NAME}); open it instead")
+        folder.mkdir(parents=True, exist_ok=True)
+        conn = _connect(folder / DB_NAME)
+        with conn:
+            conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+        with conn:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            settings = {"prompt": prompt, "backend": backend, "accept": accept, "reject": reject}
+            settings["created_at"] = _now()
+            conn.executemany(
+                "INSERT INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in settings.items()]
+            )
+        return cls(folder, conn)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Project:
+        """Open an existing project folder."""
+        folder = Path(path)
+        if not (folder / DB_NAME).is_file():
+            raise ConfigError(f"{folder} is not a promptseg project (no {DB_NAME}); create one first")
+        conn = _connect(folder / DB_NAME)
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{folder / DB_NAME} has schema version {row and row[0]}, expected {SCHEMA_VERSION}"
+            )
+        return cls(folder, conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self._conn.execute("SELECT key, value FROM settings")}
+
+    # -- images ---------------------------------------------------------------------------------------
+    def add_images(self, folder: str | os.PathLike[str]) -> int:
+        """Register every image file under ``folder`` (recursively; others ignored); returns the new count.
+
+        Paths are stored relative to ``folder``, which becomes the project's image root; a different
+        root later is refused.
+        """
+        root = Path(folder).resolve()
+        if not root.is_dir():
+            raise InputError(f"image folder {folder} does not exist or is not a folder")
+        known = self.settings.get("root")
+        if known is not None and Path(known) != root:
+            raise ConfigError(f"this project labels images under {known}, not {root}")
+        project_dir = self.path.resolve()
+        paths = [
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
+            and project_dir not in p.parents
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        ]
+        with self._conn:
+            if known is None:
+                self._conn.execute("INSERT INTO settings VALUES ('root', ?)", (json.dumps(str(root)),))
+            before = self._conn.total_changes
+            self._conn.executemany("INSERT OR IGNORE INTO images(path) VALUES (?)", [(p,) for p in paths])
+            return self._conn.total_changes - before
+
+    @property
+    def root(self) -> Path | None:
+        root = self.settings.get("root")
+        return None if root is None else Path(root)
+
+    def pending(self) -> list[str]:
+        """Images not done yet (pending or failed), in natural order ("img2" before "img10")."""
+        rows = self._conn.execute("SELECT path FROM images WHERE status != 'done'").fetchall()
+        return sorted((r[0] for r in rows), key=_natural_key)
+
+    def images(self) -> list[dict[str, Any]]:
+        """Every image row, in natural order."""
+        cur = self._conn.execute("SELECT * FROM images")
+        names = [d[0] for d in cur.description]
+        return sorted(
+            (dict(zip(names, row, strict=True)) for row in cur), key=lambda r: _natural_key(r["path"])
+        )
+
+    def record_result(
+        self, image: str, detections: Detections, seconds: float, *, sha256: str | None = None
+    ) -> bool:
+        """Store an image's drafts and mark it done, in one transaction.
+
+        Returns False (and writes nothing) when the image is already done, so a result can never be
+        stored twice. Raises :class:`~promptseg.errors.InputError` for an image the project does not know.
+        """
+        from promptseg.ops.masks import to_rle
+
+        s = self.settings
+        accept, reject = float(s["accept"]), float(s["reject"])
+        meta = detections.meta
+        model = next(
+            (str(meta[k]) for k in ("weights", "detector_weights", "model", "detector") if k in meta), None
+        )
+        backend = str(meta.get("backend", s["backend"]))
+        prompt = str(meta.get("prompt", s["prompt"]))
+        height, width = detections.image_size
+        now = _now()
+        rows = []
+        for i in range(len(detections)):
+            score = None if detections.scores is None else float(detections.scores[i])
+            state = _route(score, accept, reject)
+            rle = None if detections.masks is None else json.dumps(to_rle(detections.masks[i]))
+            box = json.dumps([round(float(v), 2) for v in detections.xyxy[i]])
+            rows.append(
+                (str(detections.labels[i]), score, box, rle, model, backend, prompt, state,
+                 None if state == "pending" else AUTO, None if state == "pending" else now, now)
+            )  # fmt: skip
+        with self._conn:
+            cur = self._conn.execute(
+                "UPDATE images SET status = 'done', error = NULL, sha256 = ?, width = ?, height = ?, "
+                "seconds = ?, "
+                "drafted_at = ? WHERE path = ? AND status != 'done' RETURNING id",
+                (sha256, width, height, seconds, now, image),
+            )
+            found = cur.fetchone()
+            if found is None:
+                self._check_known(image)
+                return False
+            self._conn.executemany(
+                "INSERT INTO annotations(image_id, label, score, box_xyxy, mask_rle, source, model, backend, "
+                "prompt, review_state, decided_by, decided_at, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'model', ?, ?, ?, ?, ?, ?, ?)",
+                [(found[0], *row) for row in rows],
+            )
+        return True
+
+    def record_failure(self, image: str, reason: str) -> None:
+        """Mark an image failed with a one-line reason (a done image is left as it is)."""
+        with self._conn:
+            cur = self._conn.execute(
+                "UPDATE images SET status = 'failed', error = ?, drafted_at = ? "
+                "WHERE path = ? AND status != 'done'",
+                (reason, _now(), image),
+            )
+            if cur.rowcount == 0:
+                self._check_known(image)
+
+    def _check_known(self, image: str) -> None:
+        if self._conn.execute("SELECT 1 FROM images WHERE path = ?", (image,)).fetchone() is None:
+            raise InputError(f"image {image!r} is not in this project; add_images() first")
+
+    # -- review ---------------------------------------------------------------------------------------
+    def annotations(self, image: str | None = None) -> list[Annotation]:
+        """Every annotation (of one image, if given), by id."""
+        where, params = ("WHERE i.path = ?", (image,)) if image is not None else ("", ())
+        return self._annotations(f"{where} ORDER BY a.id", params)
+
+    def queue(self, limit: int | None = None) -> list[Annotation]:
+        """Annotations waiting for review, least confident first."""
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        return self._annotations(
+            "WHERE a.review_state = 'pending' ORDER BY a.score IS NOT NULL, a.score, a.id" + tail, ()
+        )
+
+    def annotation(self, annotation_id: int) -> Annotation:
+        found = self._annotations("WHERE a.id = ?", (annotation_id,))
+        if not found:
+            raise InputError(f"no annotation with id {annotation_id}")
+        return found[0]
+
+    def decide(
+        self,
+        annotation_id: int,
+        state: ReviewState,
+        *,
+        who: str,
+        label: str | None = None,
+        box: Sequence[float] | None = None,
+    ) -> Annotation:
+        """Set an annotation's review state (and optionally correct its label or box), logging each change."""
+        if state not in _STATES:
+            raise InputError(f"review state must be one of {', '.join(_STATES)}, got {state!r}")
+        if not who or not who.strip():
+            raise InputError("decide() needs who made the decision (a user name)")
+        current = self.annotation(annotation_id)
+        # the state is always logged, even unchanged: a human confirming a draft is a decision too
+        changes: dict[str, tuple[Any, Any]] = {"review_state": (current.review_state, state)}
+        if label is not None and label != current.label:
+            changes["label"] = (current.label, label)
+        if box is not None:
+            new_box = [float(v) for v in box]
+            if len(new_box) != 4 or not (new_box[0] < new_box[2] and new_box[1] < new_box[3]):
+                raise InputError(f"box must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {list(box)}")
+            if tuple(new_box) != current.box_xyxy:
+                changes["box_xyxy"] = (json.dumps(list(current.box_xyxy)), json.dumps(new_box))
+        now = _now()
+        with self._conn:
+            for column, (_, new) in changes.items():
+                self._conn.execute(f"UPDATE annotations SET {column} = ? WHERE id = ?", (new, annotation_id))
+            self._conn.execute(
+                "UPDATE annotations SET decided_by = ?, decided_at = ? WHERE id = ?",
+                (who, now, annotation_id),
+            )
+            self._log(annotation_id, who, now, changes)
+        return self.annotation(annotation_id)
+
+    def set_thresholds(self, *, accept: float | None = None, reject: float | None = None) -> int:
+        """Change the thresholds and re-route model drafts no human decided; returns how many moved."""
+        s = self.settings
+        accept = float(s["accept"]) if accept is None else accept
+        reject = float(s["reject"]) if reject is None else reject
+        _check_thresholds(accept, reject)
+        now = _now()
+        changed = 0
+        with self._conn:
+            self._conn.executemany(
+                "UPDATE settings SET value = ? WHERE key = ?",
+                [(json.dumps(accept), "accept"), (json.dumps(reject), "reject")],
+            )
+            rows = self._conn.execute(
+                "SELECT id, score, review_state FROM annotations WHERE source = 'model' "
+                "AND (decided_by IS NULL OR decided_by = ?)",
+                (AUTO,),
+            ).fetchall()
+            for annotation_id, score, old in rows:
+                new = _route(score, accept, reject)
+                if new == old:
+                    continue
+                self._conn.execute(
+                    "UPDATE annotations SET review_state = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+                    (
+                        new,
+                        None if new == "pending" else AUTO,
+                        None if new == "pending" else now,
+                        annotation_id,
+                    ),
+                )
+                self._log(annotation_id, AUTO, now, {"review_state": (old, new)})
+                changed += 1
+        return changed
+
+    def decisions(self, annotation_id: int | None = None) -> list[dict[str, Any]]:
+        """The decisions log (of one annotation, if given), oldest first."""
+        where, params = (
+            ("WHERE annotation_id = ?", (annotation_id,)) if annotation_id is not None else ("", ())
+        )
+        cur = self._conn.execute(f"SELECT * FROM decisions {where} ORDER BY id", params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{"images": {status: n}, "review": {review_state: n}}``, every key present."""
+        images = dict.fromkeys(("pending", "done", "failed"), 0)
+        images.update(self._conn.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
+        review = dict.fromkeys(_STATES, 0)
+        rows = self._conn.execute("SELECT review_state, COUNT(*) FROM annotations GROUP BY 1").fetchall()
+        review.update(rows)
+        return {"images": images, "review": review}
+
+    def _log(self, annotation_id: int, who: str, at: str, changes: Mapping[str, tuple[Any, Any]]) -> None:
+        self._conn.executemany(
+            "INSERT INTO decisions(annotation_id, who, at, field, old, new) VALUES (?, ?, ?, ?, ?, ?)",
+            [(annotation_id, who, at, col, old, new) for col, (old, new) in changes.items()],
+        )
+
+    def _annotations(self, clause: str, params: Sequence[Any]) -> list[Annotation]:
+        cur = self._conn.execute(
+            "SELECT a.id, i.path, a.label, a.score, a.box_xyxy, a.mask_rle, a.source, a.review_state, "
+            "a.decided_by, a.decided_at, a.model, a.backend, a.prompt "
+            f"FROM annotations a JOIN images i ON i.id = a.image_id {clause}",
+            params,
+        )
+        return [
+            Annotation(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                tuple(json.loads(r[4])),
+                None if r[5] is None else json.loads(r[5]),
+                *r[6:],
+            )
+            for r in cur
+        ]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn.isolation_level = "DEFERRED"  # `with conn:` is one transaction
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against a killed process
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def _check_thresholds(accept: float, reject: float) -> None:
+    if not (0.0 <= reject <= accept <= 1.0):
+        raise InputError(f"thresholds need 0 <= reject <= accept <= 1, got reject={reject}, accept={accept}")
+
+
+def _route(score: float | None, accept: float, reject: float) -> ReviewState:
+    if score is None:
+        return "pending"
+    if score >= accept:
+        return "accepted"
+    return "rejected" if score < reject else "pending"

@@ -1,0 +1,222 @@
+"""Labelling projects: real photos, the real offline backend, a real SQLite file, real kills."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from promptseg.errors import ConfigError, InputError
+from promptseg.labeling import Project, label, run_label
+
+PROMPT = "people, chairs and cats"
+
+
+@pytest.fixture
+def photos(tmp_path: Path, voc: dict[str, Any], skimage_data: Path) -> Path:
+    """12 image files (6 VOC copies, 5 skimage photos, 1 corrupt JPEG) and a text file, in tmp_path/photos."""
+    folder = tmp_path / "photos"
+    (folder / "more").mkdir(parents=True)
+    for i in (1, 2, 3, 10, 11, 12):
+        shutil.copy(voc["path"], folder / f"voc{i}.jpg")
+    for name in ("astronaut", "chelsea", "coffee", "camera"):
+        shutil.copy(skimage_data / f"{name}.png", folder / f"{name}.png")
+    shutil.copy(skimage_data / "motorcycle_left.png", folder / "more" / "motorcycle.png")
+    (folder / "broken.jpg").write_bytes(voc["path"].read_bytes()[:10])  # header only: truncated
+    (folder / "notes.txt").write_text("not an image\n")
+    return folder
+
+
+def _db_rows(project: Path) -> dict[str, int]:
+    """Annotations per image, straight from the file."""
+    with sqlite3.connect(project / "project.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = conn.execute(
+            "SELECT i.path, COUNT(a.id) FROM images i LEFT JOIN annotations a ON a.image_id = i.id "
+            "WHERE i.status = 'done' GROUP BY i.path"
+        ).fetchall()
+    conn.close()
+    return dict(rows)
+
+
+def test_label_everything_once(photos: Path, tmp_path: Path, offline_env: Path) -> None:
+    stream = io.StringIO()
+    summary = label(photos, PROMPT, tmp_path / "proj", workers=2, stream=stream)
+    assert summary.images_done == 11 and summary.objects > 11 and not summary.interrupted
+    assert [path for path, _ in summary.failures] == ["broken.jpg"]
+    assert "ImageLoadError" in summary.failures[0][1] and "truncated" in summary.failures[0][1]
+    assert "ETA" in stream.getvalue() and "11 images labelled" in str(summary)
+    with Project.open(tmp_path / "proj") as proj:
+        paths = [row["path"] for row in proj.images()]
+        assert paths[:4] == ["astronaut.png", "broken.jpg", "camera.png", "chelsea.png"]
+        assert paths[-6:] == ["voc1.jpg", "voc2.jpg", "voc3.jpg", "voc10.jpg", "voc11.jpg", "voc12.jpg"]
+        assert "more/motorcycle.png" in paths and "notes.txt" not in paths
+        voc_row = next(row for row in proj.images() if row["path"] == "voc1.jpg")
+        assert (voc_row["width"], voc_row["height"], len(voc_row["sha256"])) == (500, 375, 64)
+        counts = proj.counts()
+        assert counts["images"] == {"pending": 0, "done": 11, "failed": 1}
+        assert sum(counts["review"].values()) == summary.objects
+        first = proj.annotations("voc1.jpg")
+        assert first and first[0].mask_rle is not None and first[0].prompt == PROMPT
+        assert first[0].backend == "offline" and first[0].model and first[0].source == "model"
+        assert proj.pending() == ["broken.jpg"]
+    before = _db_rows(tmp_path / "proj")
+    again = label(photos, PROMPT, tmp_path / "proj", workers=1, progress=False)
+    assert again.images_done == 0 and again.already_done == 11 and len(again.failures) == 1
+    assert _db_rows(tmp_path / "proj") == before
+    with pytest.raises(ConfigError, match="new project folder"):
+        label(photos, "dogs", tmp_path / "proj", progress=False)
+
+
+def test_run_label_exit_status(photos: Path, tmp_path: Path, offline_env: Path, capsys: Any) -> None:
+    (photos / "broken.jpg").unlink()
+    options = {"dir": photos, "prompt": "cats", "backend": "offline", "workers": 1, "quiet": True}
+    options.update(accept=0.8, reject=0.3)
+    assert run_label(SimpleNamespace(project=tmp_path / "p", **options)) == 0
+    assert "11 images labelled" in capsys.readouterr().out
+    (photos / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert run_label(SimpleNamespace(project=tmp_path / "p", **options)) == 1
+    assert "failed: bad.png: ImageLoadError" in capsys.readouterr().out
+
+
+def test_thresholds_route_drafts(photos: Path, tmp_path: Path, offline_backend: Any) -> None:
+    from promptseg._segment import segment
+
+    det = segment(photos / "voc1.jpg", "people and chairs", backend=offline_backend)
+    assert det.scores is not None
+    scores = sorted(float(s) for s in det.scores)
+    assert scores[0] < 0.5 < scores[-1]
+    thresholds = {"accept": 0.7, "reject": 0.5}
+    new = Project.create(tmp_path / "proj", prompt="people and chairs", backend="offline", **thresholds)
+    with new as p:
+        p.add_images(photos)
+        assert p.record_result("voc1.jpg", det, 0.1)
+        assert not p.record_result("voc1.jpg", det, 0.1)  # never twice
+        with pytest.raises(InputError, match="not in this project"):
+            p.record_result("nope.jpg", det, 0.1)
+        for a in p.annotations():
+            assert a.score is not None
+            expected = "accepted" if a.score >= 0.7 else "rejected" if a.score < 0.5 else "pending"
+            assert a.review_state == expected
+            assert a.decided_by == (None if expected == "pending" else "auto:threshold")
+        queue = p.queue()
+        assert [a.score for a in queue] == sorted(s for s in scores if 0.5 <= s < 0.7)
+        human = queue[0]
+        p.decide(human.id, "rejected", who="ana")
+        moved = p.set_thresholds(accept=0.95, reject=0.0)
+        assert moved > 0
+        assert all(a.review_state == "pending" for a in p.annotations() if a.id != human.id)
+        assert p.annotation(human.id).review_state == "rejected"  # a human decision stays
+        assert p.settings["accept"] == 0.95
+        log = p.decisions()
+        assert {row["who"] for row in log} == {"ana", "auto:threshold"}
+        with pytest.raises(InputError, match="reject <= accept"):
+            p.set_thresholds(accept=0.2, reject=0.4)
+    with pytest.raises(ConfigError, match="already holds"):
+        Project.create(tmp_path / "proj", prompt="x", backend="offline")
+
+
+def test_decide_logs_who_and_when(photos: Path, tmp_path: Path, offline_backend: Any) -> None:
+    from promptseg._segment import segment
+
+    det = segment(photos / "voc1.jpg", "people", backend=offline_backend)
+    with Project.create(tmp_path / "proj", prompt="people", backend="offline") as p:
+        p.add_images(photos)
+        p.record_result("voc1.jpg", det, 0.1)
+        target = p.annotations()[0]
+        p.decide(target.id, "accepted", who="bo", label="waiter", box=[1, 2, 30, 40])
+        after = p.annotation(target.id)
+        assert (after.review_state, after.label) == ("accepted", "waiter")
+        assert after.box_xyxy == (1.0, 2.0, 30.0, 40.0)
+        assert after.decided_by == "bo" and after.decided_at
+        log = {row["field"]: row for row in p.decisions(target.id)}
+        assert log["label"]["old"] == target.label and log["label"]["new"] == "waiter"
+        assert log["review_state"]["new"] == "accepted" and log["box_xyxy"]["who"] == "bo"
+        assert all(row["at"] for row in log.values())
+        with pytest.raises(InputError, match="review state"):
+            p.decide(target.id, "maybe", who="bo")  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="who"):
+            p.decide(target.id, "accepted", who=" ")
+        with pytest.raises(InputError, match="x1 < x2"):
+            p.decide(target.id, "accepted", who="bo", box=[5, 5, 1, 1])
+    with Project.open(tmp_path / "proj") as again:  # decisions survive a reopen
+        assert len(again.decisions(target.id)) == 3
+
+
+_SLOW_LABEL = """
+import sys, time
+import promptseg.labeling._run as run
+draft = run._draft
+run._draft = lambda image: (time.sleep(0.25), draft(image))[1]  # slow enough to be killed midway
+s = run.label(sys.argv[1], sys.argv[2], sys.argv[3], workers=1, progress=False)
+print("INTERRUPTED" if s.interrupted else "FINISHED", s.images_done)
+"""
+
+
+def _run_and_stop(photos: Path, project: Path, sig: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-c", textwrap.dedent(_SLOW_LABEL), str(photos), PROMPT, str(project)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    done = 0
+    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if (project / "project.db").exists():
+            try:
+                with sqlite3.connect(project / "project.db", timeout=5) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM images WHERE status = 'done'").fetchone()[0]
+                conn.close()
+            except sqlite3.OperationalError:  # schema not written yet
+                pass
+    assert done >= 1 and proc.poll() is None, "the run should still be going after its first image"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_resume_after_stop(photos: Path, tmp_path: Path, offline_env: Path, sig: int) -> None:
+    clean = label(photos, PROMPT, tmp_path / "clean", workers=1, progress=False)
+    stopped = _run_and_stop(photos, tmp_path / "stopped", sig)
+    if sig == signal.SIGKILL:
+        assert stopped.returncode == -signal.SIGKILL
+    else:
+        assert stopped.returncode == 0 and stopped.stdout.startswith("INTERRUPTED"), stopped.stderr
+    partial = _db_rows(tmp_path / "stopped")
+    assert 1 <= len(partial) < 11
+    resumed = label(photos, PROMPT, tmp_path / "stopped", workers=1, progress=False)
+    assert resumed.images_done == 11 - len(partial) and resumed.already_done == len(partial)
+    assert _db_rows(tmp_path / "stopped") == _db_rows(tmp_path / "clean")
+    with Project.open(tmp_path / "stopped") as proj:
+        assert proj.counts() == Project.open(tmp_path / "clean").counts()
+        assert len({(a.image, a.box_xyxy, a.label) for a in proj.annotations()}) == clean.objects
+        failed = [row for row in proj.images() if row["status"] == "failed"]
+        assert [(row["path"], "ImageLoadError" in row["error"]) for row in failed] == [("broken.jpg", True)]
+
+
+def test_the_label_command(photos: Path, tmp_path: Path, offline_env: Path) -> None:
+    """`promptseg label` from the shell: a summary, a failure and its reason, a rerun that adds nothing."""
+    project = tmp_path / "cli-project"
+    command = [sys.executable, "-m", "promptseg", "label", str(photos), "--prompt", "people", "--project",
+               str(project), "--workers", "1", "-q"]  # fmt: skip
+    env = {**os.environ, "PROMPTSEG_MODELS": str(offline_env)}
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert first.returncode == 1, first.stderr  # the truncated JPEG failed, the rest were labelled
+    assert (
+        "images labelled" in first.stdout and "failed:" in first.stdout and "ImageLoadError" in first.stdout
+    )
+    before = _db_rows(project)
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert again.returncode == 1 and "0 images labelled" in again.stdout
+    assert _db_rows(project) == before
