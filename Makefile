@@ -71,6 +71,7 @@ bench: install-dev $(VTEST)
 	$(BIN)/python bench/queries.py
 	$(BIN)/python bench/track_speed.py
 	$(BIN)/python bench/track_accuracy.py --seeds 0 1
+	$(BIN)/python bench/labeling.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
