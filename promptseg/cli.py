@@ -170,6 +170,26 @@ def _build_parser() -> argparse.ArgumentParser:
     lb.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     lb.set_defaults(run=_cmd_label)
 
+    ex = sub.add_parser(
+        "export",
+        help="write a labelling project's reviewed annotations as a dataset (COCO, YOLO, VOC, Label Studio)",
+    )
+    ex.add_argument("project", help="project folder made by 'promptseg label'")
+    ex.add_argument("--format", required=True, choices=("coco", "yolo", "yolo-detect", "voc", "labelstudio"))
+    ex.add_argument("--out", required=True, metavar="DIR", help="folder to write (images are copied into it)")
+    ex.add_argument(
+        "--states",
+        default="accepted",
+        help="review states to export, comma-separated (default: accepted; e.g. accepted,pending)",
+    )
+    ex.add_argument(
+        "--split",
+        default=None,
+        metavar="TRAIN,VAL,TEST",
+        help="deterministic split ratios, e.g. 0.8,0.1,0.1 (default: one set)",
+    )
+    ex.set_defaults(run=_cmd_export)
+
     bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
     bk.set_defaults(run=_cmd_backends)
@@ -349,6 +369,39 @@ def _cmd_label(args: argparse.Namespace) -> int:
     from promptseg.labeling import run_label
 
     return run_label(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from promptseg import datasets
+    from promptseg.labeling import Project
+
+    with Project.open(args.project) as project:
+        dataset = project.to_dataset([s.strip() for s in args.states.split(",") if s.strip()])
+        root = project.root
+    data: Any = dataset
+    if args.split:
+        try:
+            ratios = tuple(float(v) for v in args.split.split(","))
+        except ValueError:
+            raise ConfigError(f"--split: expected ratios such as 0.8,0.1,0.1, got {args.split!r}") from None
+        data = datasets.split(dataset, ratios)
+    written: list[Path]
+    if args.format == "coco":
+        written = datasets.export_coco(data, args.out, image_root=root)
+    elif args.format in ("yolo", "yolo-detect"):
+        detect = args.format == "yolo-detect"
+        written = [
+            datasets.export_yolo(data, args.out, task="detect" if detect else "segment", image_root=root)
+        ]
+    elif args.format == "voc":
+        written = datasets.export_voc(data, args.out, image_root=root)
+    else:
+        written = datasets.export_labelstudio(data, args.out, image_prefix=f"{root}/")
+    objects = sum(len(item.detections) for item in dataset.items)
+    sys.stdout.write(f"{len(dataset.items)} images, {objects} objects -> {args.out}\n")
+    for path in written:
+        sys.stdout.write(f"wrote {path}\n")
+    return EXIT_OK
 
 
 def _cmd_shell(args: argparse.Namespace) -> int:

@@ -220,3 +220,44 @@ def test_the_label_command(photos: Path, tmp_path: Path, offline_env: Path) -> N
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert again.returncode == 1 and "0 images labelled" in again.stdout
     assert _db_rows(project) == before
+
+
+def test_a_reviewed_project_exports_to_coco_and_yolo_with_the_corrections(
+    photos: Path, tmp_path: Path, offline_env: Path
+) -> None:
+    """label -> a person's corrections -> COCO (read back by pycocotools) and YOLO, corrections kept."""
+    from pycocotools.coco import COCO
+
+    from promptseg.datasets import import_yolo
+    from promptseg.ops.masks import from_rle
+
+    project = tmp_path / "proj"
+    label(photos, PROMPT, project, workers=1, progress=False)
+    with Project.open(project) as proj:
+        drafts = [a for a in proj.annotations() if a.image == "voc1.jpg"]
+        fixed, dropped = drafts[0], drafts[1]
+        proj.decide(fixed.id, "accepted", who="ana", label="diner")  # relabelled by a person
+        proj.decide(dropped.id, "rejected", who="ana")
+        accepted = [a for a in proj.annotations() if a.review_state == "accepted"]
+    env = {**os.environ, "PROMPTSEG_MODELS": str(offline_env)}
+    for fmt in ("coco", "yolo"):
+        out = tmp_path / fmt
+        proc = subprocess.run(
+            [sys.executable, "-m", "promptseg", "export", str(project), "--format", fmt, "--out", str(out)],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert f"{len(accepted)} objects" in proc.stdout
+    coco = COCO(str(tmp_path / "coco" / "annotations.json"))
+    assert len(coco.getAnnIds()) == len(accepted)
+    names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+    voc1 = next(i for i in coco.loadImgs(coco.getImgIds()) if i["file_name"] == "voc1.jpg")
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[voc1["id"]]))
+    assert "diner" in [names[a["category_id"]] for a in anns]
+    assert len(anns) == len([a for a in accepted if a.image == "voc1.jpg"])
+    diner = next(a for a in anns if names[a["category_id"]] == "diner")
+    assert fixed.mask_rle is not None
+    assert (coco.annToMask(diner).astype(bool) == from_rle(fixed.mask_rle)).all()  # the mask, exactly
+    yolo = import_yolo(tmp_path / "yolo")
+    assert "diner" in yolo.categories
+    assert sum(len(item.detections) for item in yolo.items) == len(accepted)

@@ -10,10 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
 
 from promptseg.errors import ConfigError, InputError
 from promptseg.types import Detections
+
+if TYPE_CHECKING:  # pragma: no cover
+    from promptseg.datasets import Dataset
 
 __all__ = ["IMAGE_SUFFIXES", "Annotation", "Project"]
 
@@ -280,6 +285,45 @@ class Project:
         """Every annotation (of one image, if given), by id."""
         where, params = ("WHERE i.path = ?", (image,)) if image is not None else ("", ())
         return self._annotations(f"{where} ORDER BY a.id", params)
+
+    def to_dataset(self, states: Sequence[str] = ("accepted",)) -> Dataset:
+        """The project's labelled images with their annotations in ``states``, for
+        :mod:`promptseg.datasets` exports (COCO, YOLO, Pascal VOC, Label Studio).
+
+        Every done image is included, also those left with no annotation in ``states`` (a reviewed
+        image with nothing on it is a negative example). Masks come back exact from their RLE; an
+        image whose annotations all lack masks has none.
+        """
+        from promptseg.datasets import Dataset, DatasetItem
+        from promptseg.ops.masks import from_rle
+
+        wanted = set(states)
+        unknown = wanted - {"accepted", "rejected", "pending"}
+        if unknown:
+            raise ConfigError(
+                f"unknown review state {sorted(unknown)[0]!r}: use accepted, rejected or pending"
+            )
+        by_image: dict[str, list[Annotation]] = {}
+        for ann in self.annotations():
+            if ann.review_state in wanted:
+                by_image.setdefault(ann.image, []).append(ann)
+        items = []
+        for row in self.images():
+            if row["status"] != "done":
+                continue
+            h, w = int(row["height"]), int(row["width"])
+            anns = by_image.get(row["path"], [])
+            with_masks = bool(anns) and all(a.mask_rle is not None for a in anns)
+            det = Detections(
+                xyxy=np.array([a.box_xyxy for a in anns], np.float32).reshape(-1, 4),
+                image_size=(h, w),
+                labels=np.array([a.label for a in anns], np.str_),
+                scores=np.array([1.0 if a.score is None else a.score for a in anns], np.float32),
+                masks=np.stack([from_rle(a.mask_rle) for a in anns]) if with_masks else None,  # type: ignore[arg-type]
+            )
+            items.append(DatasetItem(row["path"], w, h, det))
+        categories = sorted({str(label) for item in items for label in item.detections.labels})
+        return Dataset(tuple(items), categories)
 
     def queue(self, limit: int | None = None) -> list[Annotation]:
         """Annotations waiting for review, least confident first."""
