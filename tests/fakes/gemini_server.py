@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 __all__ = ["FakeGemini", "Hang", "Recorded", "Reply", "ScriptedServer", "api_error", "gemini_reply"]
 
 _PATH = re.compile(r"^/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):generateContent$")
-_MAX_BODY = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -176,17 +175,19 @@ def api_error(
     return Reply(status=status, body={"error": error}, headers=dict(headers or {}))
 
 
-class _Server(ThreadingHTTPServer):
+class _ScriptedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, owner: FakeGemini) -> None:
+    def __init__(self, owner: ScriptedServer) -> None:
         self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    """POST: record the request, then answer with the owner's next scripted action."""
+
+    server: _ScriptedHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
@@ -194,10 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
-        owner._record(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        if not _PATH.match(self.path.split("?", 1)[0]):
-            self._send(api_error(404, f"fake Gemini serves only generateContent, not {self.path}"))
+        body = self.rfile.read(min(length, owner.max_body)) if length > 0 else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        owner._record(owner.recorded_class("POST", self.path, headers, body))
+        if not owner._serves(self.path.split("?", 1)[0]):
+            self._send(owner._not_found(self.path))
             return
         action = owner._next()
         if isinstance(action, Hang):
@@ -209,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         payload = reply.payload()
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", self.server.owner.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -230,8 +232,8 @@ class ScriptedServer:
 
     Each request gets the next scripted action; every request is recorded; the server answers at most
     ``max_requests`` (later ones get an error reply) and stops by itself after ``lifetime`` seconds or
-    when its ``with`` block ends. Subclasses give the server (:meth:`_make_server`), the error reply
-    (:meth:`_error`), their name and the path after the host in :attr:`base_url`.
+    when its ``with`` block ends. Subclasses give the paths they serve (:meth:`_serves`), their 404 and
+    error replies, the record type, their name and the path after the host in :attr:`base_url`.
 
     Args:
         script: actions (:class:`Reply` or :class:`Hang`) for the requests, in order.
@@ -246,6 +248,9 @@ class ScriptedServer:
     name = "fake server"
     url_suffix = ""
     poll_interval = 0.05
+    content_type = "application/json"
+    max_body = 64 * 1024 * 1024
+    recorded_class: Any = None  # builds a record from (method, path, lower-case headers, body)
 
     def __init__(
         self, script: Iterable[Reply | Hang] = (), *, lifetime: float = 20.0, max_requests: int = 50
@@ -260,7 +265,10 @@ class ScriptedServer:
         self._serving: threading.Thread | None = None
         self._timer: threading.Timer | None = None
 
-    def _make_server(self) -> ThreadingHTTPServer:
+    def _serves(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def _not_found(self, path: str) -> Reply:
         raise NotImplementedError
 
     def _error(self, message: str) -> Reply:
@@ -291,7 +299,7 @@ class ScriptedServer:
             return self._script.popleft()
 
     def __enter__(self: _S) -> _S:
-        self._server = self._make_server()
+        self._server = _ScriptedHTTPServer(self)
         self._serving = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": self.poll_interval}, daemon=True
         )
@@ -323,9 +331,14 @@ class FakeGemini(ScriptedServer):
     the client takes as its base URL."""
 
     name = "fake Gemini"
+    content_type = "application/json; charset=UTF-8"
+    recorded_class = Recorded
 
-    def _make_server(self) -> ThreadingHTTPServer:
-        return _Server(self)
+    def _serves(self, path: str) -> bool:
+        return _PATH.match(path) is not None
+
+    def _not_found(self, path: str) -> Reply:
+        return api_error(404, f"fake Gemini serves only generateContent, not {path}")
 
     def _error(self, message: str) -> Reply:
         return api_error(500, message)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes.gemini_server import Hang, Reply, ScriptedServer
@@ -26,7 +25,6 @@ from tests.fakes.gemini_server import Hang, Reply, ScriptedServer
 __all__ = ["FakeOpenAI", "Hang", "Recorded", "Reply", "chat_reply", "openai_error"]
 
 _PATH = "/v1/chat/completions"
-_MAX_BODY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,52 +94,6 @@ def openai_error(
     return Reply(status=status, body=body, headers=dict(headers or {}))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, owner: FakeOpenAI) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def do_POST(self) -> None:
-        owner = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
-        owner._record(Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        if self.path.split("?", 1)[0] != _PATH:
-            self._send(openai_error(404, f"fake OpenAI serves only {_PATH}, not {self.path}"))
-            return
-        action = owner._next()
-        if isinstance(action, Hang):
-            owner._stop.wait(action.seconds)
-            self.close_connection = True
-            return
-        self._send(action)
-
-    def _send(self, reply: Reply) -> None:
-        payload = reply.payload()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if reply.cut_at is not None:
-            self.wfile.write(payload[: reply.cut_at])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(payload)
-
-
 class FakeOpenAI(ScriptedServer):
     """A scripted OpenAI-compatible server on 127.0.0.1 (see
     :class:`~tests.fakes.gemini_server.ScriptedServer`); ``base_url`` is ``http://127.0.0.1:PORT/v1``,
@@ -150,9 +102,14 @@ class FakeOpenAI(ScriptedServer):
     name = "fake OpenAI"
     url_suffix = "/v1"
     poll_interval = 0.01
+    max_body = 16 * 1024 * 1024
+    recorded_class = Recorded
 
-    def _make_server(self) -> ThreadingHTTPServer:
-        return _Server(self)
+    def _serves(self, path: str) -> bool:
+        return path == _PATH
+
+    def _not_found(self, path: str) -> Reply:
+        return openai_error(404, f"fake OpenAI serves only {_PATH}, not {path}")
 
     def _error(self, message: str) -> Reply:
         return openai_error(500, message, error_type="server_error")
