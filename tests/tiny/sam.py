@@ -153,21 +153,10 @@ def build_tiny_edgetam(path: str | Path, *, seed: int = 0, video: bool = False) 
         EdgeTamVideoConfig,
         EdgeTamVideoModel,
         EdgeTamVisionConfig,
-        TimmWrapperConfig,
     )
 
     folder = make_folder(path)
-    dims = (8, 16, 32, 64)
-    backbone = TimmWrapperConfig(
-        architecture="repvit_m1",
-        model_args={
-            "in_chans": 3,
-            "features_only": True,
-            "out_indices": [0, 1, 2, 3],
-            "embed_dim": dims,
-            "depth": (1, 1, 1, 1),
-        },
-    )
+    dims, backbone = tiny_repvit_backbone()
     parts = {
         "vision_config": EdgeTamVisionConfig(
             backbone_config=backbone,
@@ -255,3 +244,20 @@ def _sam2_processor(*, video: bool = False) -> Any:
     if video:
         return Sam2VideoProcessor(image_processor, Sam2VideoVideoProcessor(size=size), target_size=IMAGE_SIZE)
     return Sam2Processor(image_processor)
+
+
+def tiny_repvit_backbone() -> tuple[tuple[int, ...], Any]:
+    """EdgeTAM's RepViT image encoder, tiny: its stage widths and the timm wrapper config."""
+    from transformers import TimmWrapperConfig
+
+    dims = (8, 16, 32, 64)
+    return dims, TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={
+            "in_chans": 3,
+            "features_only": True,
+            "out_indices": [0, 1, 2, 3],
+            "embed_dim": dims,
+            "depth": (1, 1, 1, 1),
+        },
+    )

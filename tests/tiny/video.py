@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.tiny._common import bpe_vocab, make_folder
+from tests.tiny.sam import tiny_repvit_backbone
 
 __all__ = [
     "SAM2_VIDEO_SIZE",
@@ -94,21 +95,10 @@ def build_tiny_edgetam_video(path: str | Path, *, seed: int = 0) -> Path:
         EdgeTamVideoConfig,
         EdgeTamVideoModel,
         EdgeTamVisionConfig,
-        TimmWrapperConfig,
     )
 
     folder = make_folder(path)
-    dims = (8, 16, 32, 64)
-    backbone = TimmWrapperConfig(
-        architecture="repvit_m1",
-        model_args={
-            "in_chans": 3,
-            "features_only": True,
-            "out_indices": [0, 1, 2, 3],
-            "embed_dim": dims,
-            "depth": (1, 1, 1, 1),
-        },
-    )
+    dims, backbone = tiny_repvit_backbone()
     config = EdgeTamVideoConfig(
         vision_config=EdgeTamVisionConfig(
             backbone_config=backbone,
