@@ -445,13 +445,7 @@ class GeminiBackend:
                 status=200,
                 raw_response=response.model_dump_json(exclude_none=True)[:_RAW_LIMIT],
             )
-        usage = response.usage_metadata
-        counts = {
-            "prompt_tokens": (usage.prompt_token_count if usage else None) or 0,
-            "output_tokens": (usage.candidates_token_count if usage else None) or 0,
-            "thinking_tokens": (usage.thoughts_token_count if usage else None) or 0,
-            "total_tokens": (usage.total_token_count if usage else None) or 0,
-        }
+        counts = _usage_counts(response.usage_metadata)
         return _Call(
             prompt=prompt,
             text=text,
@@ -568,6 +562,16 @@ def _dump(value: Any) -> str:
         return json.dumps(value)[:_RAW_LIMIT]
     except (TypeError, ValueError):
         return repr(value)[:_RAW_LIMIT]
+
+
+def _usage_counts(usage: Any) -> dict[str, int]:
+    """Token counts of a reply's ``usage_metadata`` (zeros for what it leaves out)."""
+    return {
+        "prompt_tokens": (usage.prompt_token_count if usage else None) or 0,
+        "output_tokens": (usage.candidates_token_count if usage else None) or 0,
+        "thinking_tokens": (usage.thoughts_token_count if usage else None) or 0,
+        "total_tokens": (usage.total_token_count if usage else None) or 0,
+    }
 
 
 def _enum_name(value: Any) -> str | None:

@@ -688,13 +688,7 @@ class _GeminiChat:
         finish = backend._enum_name(candidate.finish_reason) if candidate is not None else None
         if candidate is None and response.prompt_feedback and response.prompt_feedback.block_reason:
             finish = f"blocked: {backend._enum_name(response.prompt_feedback.block_reason)}"
-        usage = response.usage_metadata
-        counts = {
-            "prompt_tokens": (usage.prompt_token_count if usage else None) or 0,
-            "output_tokens": (usage.candidates_token_count if usage else None) or 0,
-            "thinking_tokens": (usage.thoughts_token_count if usage else None) or 0,
-            "total_tokens": (usage.total_token_count if usage else None) or 0,
-        }
+        counts = backend._usage_counts(response.usage_metadata)
         return _Reply(text=text, finish=finish, usage=counts)
 
 
