@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes import gemini_server
 from tests.fakes.gemini_server import Hang, Reply, ScriptedServer
 
 __all__ = ["FakeOpenAI", "Hang", "Recorded", "Reply", "chat_reply", "openai_error"]
@@ -28,17 +28,9 @@ _PATH = "/v1/chat/completions"
 
 
 @dataclass(frozen=True)
-class Recorded:
-    """A request as the server received it (header names lower-case)."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+class Recorded(gemini_server.Recorded):
+    """A request as the server received it (header names lower-case): the Gemini fake's record, read
+    as a chat completion request."""
 
     @property
     def api_key(self) -> str | None:
