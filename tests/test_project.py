@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from promptseg.errors import ConfigError, InputError
@@ -154,6 +155,58 @@ def test_decide_logs_who_and_when(photos: Path, tmp_path: Path, offline_backend:
         assert len(again.decisions(target.id)) == 3
 
 
+def test_a_person_adds_objects_and_corrects_masks(photos: Path, tmp_path: Path, offline_backend: Any) -> None:
+    from promptseg._segment import segment
+    from promptseg.ops.masks import from_rle
+
+    det = segment(photos / "voc1.jpg", "people", backend=offline_backend)
+    with Project.create(tmp_path / "proj", prompt="people", backend="offline") as p:
+        p.add_images(photos)
+        p.record_result("voc1.jpg", det, 0.1)
+        h, w = det.image_size
+        missed = np.zeros((h, w), bool)
+        missed[40:90, 300:340] = True
+        added = p.add_annotation("voc1.jpg", " bottle ", [300, 40, 340, 90], who="ana", mask=missed)
+        assert (added.source, added.review_state, added.label, added.score) == (
+            "human",
+            "accepted",
+            "bottle",
+            None,
+        )
+        assert added.decided_by == "ana" and added.box_xyxy == (300.0, 40.0, 340.0, 90.0)
+        assert added.mask_rle is not None and (from_rle(added.mask_rle) == missed).all()
+        assert [row["field"] for row in p.decisions(added.id)] == ["created"]
+        assert p.labels() == ["bottle", "person"]
+
+        target = p.annotations()[0]
+        assert target.mask_rle is not None
+        fixed = from_rle(target.mask_rle).copy()
+        fixed[: h // 2] = False
+        after = p.decide(target.id, "accepted", who="bo", mask=fixed)
+        assert (from_rle(after.mask_rle) == fixed).all()  # type: ignore[arg-type]
+        log = {row["field"]: row for row in p.decisions(target.id)}
+        assert set(log) == {"review_state", "mask_rle"} and log["mask_rle"]["old"] is not None
+        p.decide(target.id, "accepted", who="bo", mask=fixed)  # the same mask again is no mask change
+        assert [row["field"] for row in p.decisions(target.id)].count("mask_rle") == 1
+
+        dataset = p.to_dataset(["accepted"])
+        item = next(i for i in dataset.items if i.path == "voc1.jpg")
+        ids = item.detections.attributes["annotation_id"].tolist()
+        assert added.id in ids and target.id in ids
+        assert item.detections.attributes["source"][ids.index(added.id)] == "human"
+
+        with pytest.raises(InputError, match="bool array of the image's size"):
+            p.decide(target.id, "accepted", who="bo", mask=np.ones((3, 3), bool))
+        with pytest.raises(InputError, match="not drafted yet"):
+            p.add_annotation("voc2.jpg", "person", [0, 0, 5, 5], who="ana")
+        with pytest.raises(InputError, match="non-empty name"):
+            p.add_annotation("voc1.jpg", "  ", [0, 0, 5, 5], who="ana")
+        with pytest.raises(InputError, match="four numbers"):
+            p.add_annotation("voc1.jpg", "cup", ["a", 0, 5, 5], who="ana")
+        with pytest.raises(InputError, match="not in this project"):
+            p.add_annotation("nope.jpg", "cup", [0, 0, 5, 5], who="ana")
+
+
 _SLOW_LABEL = """
 import sys, time
 import promptseg.labeling._run as run
@@ -203,6 +256,54 @@ def test_resume_after_stop(photos: Path, tmp_path: Path, offline_env: Path, sig:
         assert len({(a.image, a.box_xyxy, a.label) for a in proj.annotations()}) == clean.objects
         failed = [row for row in proj.images() if row["status"] == "failed"]
         assert [(row["path"], "ImageLoadError" in row["error"]) for row in failed] == [("broken.jpg", True)]
+
+
+def test_kill_a_parallel_run_and_resume(photos: Path, tmp_path: Path, offline_env: Path) -> None:
+    """SIGKILL the parent of a 2-worker run midway: its workers leave too, and a rerun finishes the job.
+
+    48 images, 4 copies of each of the 11 readable photos plus 4 truncated ones: identical files give
+    identical drafts, so any image stored twice, or half-stored, shows as a copy whose annotation count
+    differs from its siblings'.
+    """
+    import psutil
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for path in sorted(p for p in photos.rglob("*") if p.suffix in (".jpg", ".png")):
+        for k in range(4):
+            shutil.copy(path, many / f"{path.stem}-{k}{path.suffix}")
+    project = tmp_path / "proj"
+    code = "import sys; from promptseg.labeling import label; label(*sys.argv[1:4], workers=2)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(many), PROMPT, str(project)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline, done, workers = time.monotonic() + 60, 0, []
+    while done < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        workers = psutil.Process(proc.pid).children(recursive=True) or workers
+        if (project / "project.db").exists():
+            try:
+                with sqlite3.connect(project / "project.db", timeout=5) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM images WHERE status = 'done'").fetchone()[0]
+                conn.close()
+            except sqlite3.OperationalError:  # schema not written yet
+                pass
+    assert done >= 2 and proc.poll() is None, "the run should still be going after its first images"
+    assert len(workers) >= 2
+    proc.kill()
+    proc.wait(timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived their killed parent: {alive}"
+    partial = _db_rows(project)
+    assert 2 <= len(partial) < 44
+    resumed = label(many, PROMPT, project, workers=2, progress=False)
+    assert resumed.already_done == len(partial) and resumed.images_done == 44 - len(partial)
+    assert len(resumed.failures) == 4 and all(path.startswith("broken-") for path, _ in resumed.failures)
+    rows = _db_rows(project)
+    assert len(rows) == 44
+    by_photo: dict[str, set[int]] = {}
+    for path, count in rows.items():
+        by_photo.setdefault(path.rsplit("-", 1)[0], set()).add(count)
+    assert len(by_photo) == 11 and all(len(counts) == 1 for counts in by_photo.values()), by_photo
 
 
 def test_the_label_command(photos: Path, tmp_path: Path, offline_env: Path) -> None:

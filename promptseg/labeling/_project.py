@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from promptseg.errors import ConfigError, InputError
-from promptseg.types import Detections
+from promptseg.types import BoolArray, Detections
 
 if TYPE_CHECKING:  # pragma: no cover
     from promptseg.datasets import Dataset
@@ -292,7 +292,8 @@ class Project:
 
         Every done image is included, also those left with no annotation in ``states`` (a reviewed
         image with nothing on it is a negative example). Masks come back exact from their RLE; an
-        image whose annotations all lack masks has none.
+        image whose annotations all lack masks has none. Each item's detections carry the project's
+        ``attributes["annotation_id"]`` and ``attributes["source"]`` (``model`` | ``human``).
         """
         from promptseg.datasets import Dataset, DatasetItem
         from promptseg.ops.masks import from_rle
@@ -320,6 +321,10 @@ class Project:
                 labels=np.array([a.label for a in anns], np.str_),
                 scores=np.array([1.0 if a.score is None else a.score for a in anns], np.float32),
                 masks=np.stack([from_rle(a.mask_rle) for a in anns]) if with_masks else None,  # type: ignore[arg-type]
+                attributes={
+                    "annotation_id": np.array([a.id for a in anns], np.int64),
+                    "source": np.array([a.source for a in anns], np.str_),
+                },
             )
             items.append(DatasetItem(row["path"], w, h, det))
         categories = sorted({str(label) for item in items for label in item.detections.labels})
@@ -346,23 +351,33 @@ class Project:
         who: str,
         label: str | None = None,
         box: Sequence[float] | None = None,
+        mask: BoolArray | None = None,
     ) -> Annotation:
-        """Set an annotation's review state (and optionally correct its label or box), logging each change."""
+        """Set an annotation's review state (and optionally correct its label, box or mask), logging
+        each change in :meth:`decisions` (a mask as its COCO RLE JSON).
+
+        ``mask`` is an ``(H, W)`` bool array of the image's size; a box correction without a mask keeps
+        the old mask (re-run a box -> mask refinement and pass it to replace it).
+        """
         if state not in _STATES:
             raise InputError(f"review state must be one of {', '.join(_STATES)}, got {state!r}")
-        if not who or not who.strip():
-            raise InputError("decide() needs who made the decision (a user name)")
+        _check_who(who)
         current = self.annotation(annotation_id)
         # the state is always logged, even unchanged: a human confirming a draft is a decision too
         changes: dict[str, tuple[Any, Any]] = {"review_state": (current.review_state, state)}
-        if label is not None and label != current.label:
-            changes["label"] = (current.label, label)
+        if label is not None:
+            label = _check_label(label)
+            if label != current.label:
+                changes["label"] = (current.label, label)
         if box is not None:
-            new_box = [float(v) for v in box]
-            if len(new_box) != 4 or not (new_box[0] < new_box[2] and new_box[1] < new_box[3]):
-                raise InputError(f"box must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {list(box)}")
+            new_box = _check_box(box)
             if tuple(new_box) != current.box_xyxy:
                 changes["box_xyxy"] = (json.dumps(list(current.box_xyxy)), json.dumps(new_box))
+        if mask is not None:
+            rle = json.dumps(self._mask_rle(current.image, mask))
+            old_rle = None if current.mask_rle is None else json.dumps(current.mask_rle)
+            if rle != old_rle:
+                changes["mask_rle"] = (old_rle, rle)
         now = _now()
         with self._conn:
             for column, (_, new) in changes.items():
@@ -373,6 +388,74 @@ class Project:
             )
             self._log(annotation_id, who, now, changes)
         return self.annotation(annotation_id)
+
+    def add_annotation(
+        self,
+        image: str,
+        label: str,
+        box: Sequence[float],
+        *,
+        who: str,
+        mask: BoolArray | None = None,
+        state: ReviewState = "accepted",
+    ) -> Annotation:
+        """Add an object a person drew (``source = "human"``, accepted unless ``state`` says otherwise).
+
+        The creation is logged in :meth:`decisions` as field ``created``. ``image`` must be drafted
+        (done), so its size is known; ``mask`` is an ``(H, W)`` bool array of that size.
+        """
+        if state not in _STATES:
+            raise InputError(f"review state must be one of {', '.join(_STATES)}, got {state!r}")
+        _check_who(who)
+        label = _check_label(label)
+        xyxy = _check_box(box)
+        row = self.image(image)
+        if row["status"] != "done":
+            raise InputError(f"image {image!r} is not drafted yet ({row['status']}); run 'promptseg label'")
+        rle = None if mask is None else json.dumps(self._mask_rle(image, mask))
+        now = _now()
+        with self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO annotations(image_id, label, score, box_xyxy, mask_rle, source, review_state, "
+                "decided_by, decided_at, created_at) VALUES (?, ?, NULL, ?, ?, 'human', ?, ?, ?, ?) "
+                "RETURNING id",
+                (row["id"], label, json.dumps(xyxy), rle, state, who, now, now),
+            )
+            annotation_id = int(cur.fetchone()[0])
+            self._log(annotation_id, who, now, {"created": (None, json.dumps({"label": label, "box": xyxy}))})
+        return self.annotation(annotation_id)
+
+    def image(self, image: str | int) -> dict[str, Any]:
+        """One image row, by relative path or by id."""
+        column = "id" if isinstance(image, int) else "path"
+        cur = self._conn.execute(f"SELECT * FROM images WHERE {column} = ?", (image,))
+        row = cur.fetchone()
+        if row is None:
+            raise InputError(f"image {image!r} is not in this project")
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def image_path(self, image: str) -> Path:
+        """The image file on disk (the project's root joined with the stored relative path)."""
+        root = self.root
+        if root is None:
+            raise ConfigError("this project has no images yet; add_images() first")
+        return root / self.image(image)["path"]
+
+    def labels(self) -> list[str]:
+        """The label names in use (every annotation, any state), sorted."""
+        return [r[0] for r in self._conn.execute("SELECT DISTINCT label FROM annotations ORDER BY label")]
+
+    def _mask_rle(self, image: str, mask: BoolArray) -> dict[str, Any]:
+        from promptseg.ops.masks import to_rle
+
+        row = self.image(image)
+        m = np.asarray(mask)
+        if m.dtype != bool or m.shape != (row["height"], row["width"]):
+            raise InputError(
+                f"mask must be a bool array of the image's size {(row['height'], row['width'])}, "
+                f"got {m.dtype} {m.shape}"
+            )
+        return dict(to_rle(m))
 
     def set_thresholds(self, *, accept: float | None = None, reject: float | None = None) -> int:
         """Change the thresholds and re-route model drafts no human decided; returns how many moved."""
@@ -474,3 +557,24 @@ def _route(score: float | None, accept: float, reject: float) -> ReviewState:
     if score >= accept:
         return "accepted"
     return "rejected" if score < reject else "pending"
+
+
+def _check_who(who: str) -> None:
+    if not isinstance(who, str) or not who.strip():
+        raise InputError("a review decision needs who made it (a user name)")
+
+
+def _check_label(label: str) -> str:
+    if not isinstance(label, str) or not label.strip():
+        raise InputError(f"a label must be a non-empty name, got {label!r}")
+    return label.strip()
+
+
+def _check_box(box: Sequence[float]) -> list[float]:
+    try:
+        xyxy = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise InputError(f"box must be four numbers [x1, y1, x2, y2], got {box!r}") from None
+    if len(xyxy) != 4 or not all(np.isfinite(xyxy)) or not (xyxy[0] < xyxy[2] and xyxy[1] < xyxy[3]):
+        raise InputError(f"box must be [x1, y1, x2, y2] with x1 < x2 and y1 < y2, got {list(box)}")
+    return [round(v, 2) for v in xyxy]
