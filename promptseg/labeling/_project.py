@@ -439,7 +439,7 @@ class Project:
         root = self.root
         if root is None:
             raise ConfigError("this project has no images yet; add_images() first")
-        return root / self.image(image)["path"]
+        return root / str(self.image(image)["path"])
 
     def labels(self) -> list[str]:
         """The label names in use (every annotation, any state), sorted."""
