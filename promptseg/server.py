@@ -48,6 +48,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from promptseg._http import (
+    HTTP_TYPES,
+    INTERNAL_ERROR,
+    check_token,
+    error_body,
+    http_error,
+    token_problem,
+    validation_error,
+)
 from promptseg._segment import segment as segment_image
 from promptseg._version import __version__
 from promptseg.backends.base import Backend
@@ -84,16 +93,7 @@ _STATUS: tuple[tuple[type[PromptsegError], int], ...] = (
     (BackendUnavailable, 503),
     (RemoteBackendError, 502),
 )
-_HTTP_TYPES = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    409: "Conflict",
-    413: "UploadTooLarge",
-    415: "UnsupportedMediaType",
-}
-_INTERNAL = "internal server error; the server log has the details"
+
 
 MaskFormatName = Literal["rle", "polygon", "png", "none"]
 
@@ -232,7 +232,7 @@ def create_app(
     if not session_ttl_s > 0:
         raise ConfigError(f"session_ttl_s must be a positive number of seconds, got {session_ttl_s!r}")
     if token is not None:
-        _check_token(token)
+        check_token(token)
     model = _Model(backend, backend_options)
     sessions = _Sessions(max_sessions=max_sessions, ttl_s=session_ttl_s)
 
@@ -243,8 +243,8 @@ def create_app(
     )
     app.add_middleware(_Guard, token=token, max_body=max_upload_bytes + _FORM_OVERHEAD)
     app.add_exception_handler(PromptsegError, _promptseg_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     # _Guard enforces the token; this dependency only puts the scheme (and the lock icons) into OpenAPI.
     v1 = [Security(HTTPBearer(auto_error=False))] if token is not None else []
 
@@ -479,7 +479,7 @@ class _Guard:
             return
         headers = dict(scope.get("headers") or [])
         if self.token_digest is not None and _route_path(scope) not in _PUBLIC_PATHS:
-            problem = _token_problem(headers.get(b"authorization"), self.token_digest)
+            problem = token_problem(headers.get(b"authorization"), self.token_digest)
             if problem is not None:
                 await _reply(scope, receive, send, 401, problem, extra={"WWW-Authenticate": "Bearer"})
                 return
@@ -522,7 +522,7 @@ class _Guard:
                 await _reply(scope, receive, send, 413, _too_large(None, self.max_body))
                 return
             logger.exception("%s %s failed", scope.get("method"), scope.get("path"))
-            await _reply(scope, receive, send, 500, _INTERNAL, kind="InternalServerError")
+            await _reply(scope, receive, send, 500, INTERNAL_ERROR, kind="InternalServerError")
 
 
 async def _reply(
@@ -535,7 +535,7 @@ async def _reply(
     kind: str | None = None,
     extra: dict[str, str] | None = None,
 ) -> None:
-    response = JSONResponse(_body(message, kind or _HTTP_TYPES.get(status, "HTTPError")), status, extra)
+    response = JSONResponse(error_body(message, kind or HTTP_TYPES.get(status, "HTTPError")), status, extra)
     await response(scope, receive, send)  # a JSONResponse never reads the request body
 
 
@@ -543,31 +543,7 @@ async def _promptseg_error(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
     if status >= 500:
         logger.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-    return JSONResponse(_body(str(exc), type(exc).__name__), status)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)  # registered for that class only
-    if exc.status_code in (204, 304):
-        return Response(status_code=exc.status_code, headers=exc.headers)
-    kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
-    return JSONResponse(_body(str(exc.detail), kind), exc.status_code, exc.headers)
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # registered for that class only
-    problems = []
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            problems.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'cannot parse')})")
-            continue
-        where = ".".join(str(part) for part in err.get("loc", ()) if part not in ("body", "form"))
-        problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-    return JSONResponse(_body("invalid request: " + "; ".join(problems), "RequestValidationError"), 422)
-
-
-def _body(message: str, kind: str) -> dict[str, str]:
-    return {"error": " ".join(message.split()) or kind, "type": kind}
+    return JSONResponse(error_body(str(exc), type(exc).__name__), status)
 
 
 def _ok(errors: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
@@ -580,18 +556,6 @@ def _too_large(length: int | None, limit: int) -> str:
         f"the request is {size}, over this server's limit of {limit:,} bytes; send a smaller image "
         "(or start the server with a larger --max-upload-mb)"
     )
-
-
-def _token_problem(header: bytes | None, digest: bytes) -> str | None:
-    if header is None:
-        return "this API needs a token: send the header 'Authorization: Bearer <token>'"
-    scheme, _, credentials = header.strip().partition(b" ")
-    if scheme.lower() != b"bearer":
-        return "the Authorization header must be 'Bearer <token>'"
-    # compare digests: constant time, and the token's length does not leak either
-    if not secrets.compare_digest(hashlib.sha256(credentials.strip()).digest(), digest):
-        return "wrong token in the Authorization header"
-    return None
 
 
 def _route_path(scope: Scope) -> str:
@@ -612,14 +576,6 @@ def _upload_name(filename: str | None) -> str:
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     clean = "".join(c for c in base if c.isprintable()).strip()[:200]
     return clean if clean not in ("", ".", "..") else "upload"
-
-
-def _check_token(token: str) -> None:
-    if not token or not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        raise ConfigError(
-            "the API token must be a non-empty string of printable ASCII without spaces "
-            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
 
 
 def _check_limits(**limits: int) -> None:
