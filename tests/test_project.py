@@ -189,11 +189,18 @@ def test_a_person_adds_objects_and_corrects_masks(photos: Path, tmp_path: Path, 
         p.decide(target.id, "accepted", who="bo", mask=fixed)  # the same mask again is no mask change
         assert [row["field"] for row in p.decisions(target.id)].count("mask_rle") == 1
 
+        boxed = p.add_annotation("voc1.jpg", "cup", [10.5, 10, 20, 30], who="ana")  # a box, no mask
         dataset = p.to_dataset(["accepted"])
         item = next(i for i in dataset.items if i.path == "voc1.jpg")
-        ids = item.detections.attributes["annotation_id"].tolist()
-        assert added.id in ids and target.id in ids
-        assert item.detections.attributes["source"][ids.index(added.id)] == "human"
+        det = item.detections
+        ids = det.attributes["annotation_id"].tolist()
+        assert added.id in ids and target.id in ids and boxed.id in ids
+        assert det.attributes["source"][ids.index(added.id)] == "human"
+        assert det.masks is not None and (det.masks[ids.index(added.id)] == missed).all()  # kept exactly
+        assert det.attributes["mask_from_box"].tolist() == [i == boxed.id for i in ids]
+        filled = np.zeros((h, w), bool)
+        filled[10:30, 10:20] = True  # rounded outwards
+        assert (det.masks[ids.index(boxed.id)] == filled).all()
 
         with pytest.raises(InputError, match="bool array of the image's size"):
             p.decide(target.id, "accepted", who="bo", mask=np.ones((3, 3), bool))

@@ -292,11 +292,13 @@ class Project:
 
         Every done image is included, also those left with no annotation in ``states`` (a reviewed
         image with nothing on it is a negative example). Masks come back exact from their RLE; an
-        image whose annotations all lack masks has none. Each item's detections carry the project's
-        ``attributes["annotation_id"]`` and ``attributes["source"]`` (``model`` | ``human``).
+        image whose annotations all lack masks has none, and on an image where only some have one
+        (a person drew a box for a missed object) the others get their box filled as the mask, marked
+        in ``attributes["mask_from_box"]``, so no drawn mask is dropped. Each item's detections also
+        carry the project's ``attributes["annotation_id"]`` and ``attributes["source"]``
+        (``model`` | ``human``).
         """
         from promptseg.datasets import Dataset, DatasetItem
-        from promptseg.ops.masks import from_rle
 
         wanted = set(states)
         unknown = wanted - {"accepted", "rejected", "pending"}
@@ -314,16 +316,17 @@ class Project:
                 continue
             h, w = int(row["height"]), int(row["width"])
             anns = by_image.get(row["path"], [])
-            with_masks = bool(anns) and all(a.mask_rle is not None for a in anns)
+            with_masks = any(a.mask_rle is not None for a in anns)
             det = Detections(
                 xyxy=np.array([a.box_xyxy for a in anns], np.float32).reshape(-1, 4),
                 image_size=(h, w),
                 labels=np.array([a.label for a in anns], np.str_),
                 scores=np.array([1.0 if a.score is None else a.score for a in anns], np.float32),
-                masks=np.stack([from_rle(a.mask_rle) for a in anns]) if with_masks else None,  # type: ignore[arg-type]
+                masks=np.stack([_mask_or_box(a, (h, w)) for a in anns]) if with_masks else None,
                 attributes={
                     "annotation_id": np.array([a.id for a in anns], np.int64),
                     "source": np.array([a.source for a in anns], np.str_),
+                    "mask_from_box": np.array([with_masks and a.mask_rle is None for a in anns], bool),
                 },
             )
             items.append(DatasetItem(row["path"], w, h, det))
@@ -557,6 +560,19 @@ def _route(score: float | None, accept: float, reject: float) -> ReviewState:
     if score >= accept:
         return "accepted"
     return "rejected" if score < reject else "pending"
+
+
+def _mask_or_box(ann: Annotation, size: tuple[int, int]) -> BoolArray:
+    """The annotation's mask, or its box filled (rounded outwards, clipped) when it has none."""
+    from promptseg.ops.masks import from_rle
+    from promptseg.refine._common import box_regions
+
+    if ann.mask_rle is not None:
+        return from_rle(ann.mask_rle)
+    x1, y1, x2, y2 = box_regions(np.array([ann.box_xyxy], np.float64), size)[0].tolist()
+    mask = np.zeros(size, bool)
+    mask[y1:y2, x1:x2] = True
+    return mask
 
 
 def _check_who(who: str) -> None:
