@@ -32,7 +32,14 @@ from promptseg.ops.boxes import mask_to_xyxy
 from promptseg.ops.masks import from_polygons, to_polygons
 from promptseg.types import BoolArray, Detections
 
-__all__ = ["decode_brush_rle", "encode_brush_rle", "export_labelstudio", "import_labelstudio"]
+__all__ = [
+    "decode_brush_rle",
+    "encode_brush_rle",
+    "export_labelstudio",
+    "import_labelstudio",
+    "read_region",
+    "region_results",
+]
 
 _SIZES = (3, 4, 8, 16)
 
@@ -159,35 +166,90 @@ def export_labelstudio(
 
 
 def _results(item: DatasetItem, masks: str, from_name: str, to_name: str) -> list[dict[str, Any]]:
-    det, w, h = item.detections, item.width, item.height
-    common = {"from_name": from_name, "to_name": to_name, "original_width": w, "original_height": h}
+    det = item.detections
     results: list[dict[str, Any]] = []
     for i in range(len(det)):
-        rid = f"r{i}"
-        label = str(det.labels[i])
-        x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
-        value = {
-            "x": x1 / w * 100,
-            "y": y1 / h * 100,
-            "width": (x2 - x1) / w * 100,
-            "height": (y2 - y1) / h * 100,
-            "rotation": 0,
-            "rectanglelabels": [label],
-        }
-        results.append({"id": rid, "type": "rectanglelabels", **common, "image_rotation": 0, "value": value})
-        if det.masks is None:
-            continue
-        if masks == "brush":
-            brush = {"format": "rle", "rle": encode_brush_rle(det.masks[i]), "brushlabels": [label]}
-            results.append({"id": rid, "type": "brushlabels", **common, "image_rotation": 0, "value": brush})
-        else:
-            for poly in to_polygons(det.masks[i]):
-                xy = np.asarray(poly, np.float64).reshape(-1, 2) / (w, h) * 100
-                value = {"points": xy.tolist(), "closed": True, "polygonlabels": [label]}
-                results.append(
-                    {"id": rid, "type": "polygonlabels", **common, "image_rotation": 0, "value": value}
-                )
+        results += region_results(
+            str(det.labels[i]),
+            det.xyxy[i].tolist(),
+            None if det.masks is None else det.masks[i],
+            (item.height, item.width),
+            region_id=f"r{i}",
+            masks=masks,
+            from_name=from_name,
+            to_name=to_name,
+        )
     return results
+
+
+def region_results(
+    label: str,
+    xyxy: Sequence[float],
+    mask: BoolArray | None,
+    image_size: tuple[int, int],
+    *,
+    region_id: str,
+    mask_id: str | None = None,
+    masks: Literal["brush", "polygon"] | str | None = "brush",
+    from_name: str = "label",
+    mask_from_name: str | None = None,
+    to_name: str = "image",
+    score: float | None = None,
+) -> list[dict[str, Any]]:
+    """One instance as Label Studio results: a ``rectanglelabels`` result and, when ``mask`` is given and
+    ``masks`` is not None, a ``brushlabels`` result or one ``polygonlabels`` result per connected part.
+
+    Args:
+        label: the instance's label name.
+        xyxy: its box ``[x1, y1, x2, y2]`` in absolute pixels.
+        mask: its ``(H, W)`` bool mask, or None.
+        image_size: ``(H, W)`` of the image.
+        region_id: the rectangle's result ``id``.
+        mask_id: the mask results' ``id`` (polygon parts after the first get ``f"{mask_id}{k}"``);
+            None: ``region_id`` (rectangle and mask share the id, as :func:`export_labelstudio` writes).
+        masks: ``"brush"``, ``"polygon"`` or None (rectangles only).
+        from_name: the ``RectangleLabels`` tag name; mask_from_name: the mask tag's name (None: the same).
+        to_name: the ``Image`` tag name.
+        score: put on every result as ``score`` (pre-annotations), when given.
+
+    Returns:
+        The result dicts, coordinates in percent of the image size.
+    """
+    h, w = image_size
+    common: dict[str, Any] = {
+        "to_name": to_name,
+        "original_width": w,
+        "original_height": h,
+        "image_rotation": 0,
+    }
+    if score is not None:
+        common["score"] = float(score)
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    value = {
+        "x": x1 / w * 100,
+        "y": y1 / h * 100,
+        "width": (x2 - x1) / w * 100,
+        "height": (y2 - y1) / h * 100,
+        "rotation": 0,
+        "rectanglelabels": [label],
+    }
+    out: list[dict[str, Any]] = [
+        {"id": region_id, "type": "rectanglelabels", "from_name": from_name, **common, "value": value}
+    ]
+    if mask is None or masks is None:
+        return out
+    mid = region_id if mask_id is None else mask_id
+    mname = from_name if mask_from_name is None else mask_from_name
+    if masks == "brush":
+        brush = {"format": "rle", "rle": encode_brush_rle(mask), "brushlabels": [label]}
+        out.append({"id": mid, "type": "brushlabels", "from_name": mname, **common, "value": brush})
+        return out
+    for k, poly in enumerate(to_polygons(mask)):
+        xy = np.asarray(poly, np.float64).reshape(-1, 2) / (w, h) * 100
+        pvalue = {"points": xy.tolist(), "closed": True, "polygonlabels": [label]}
+        rid = mid if k == 0 or mask_id is None else f"{mid}{k}"
+        out.append({"id": rid, "type": "polygonlabels", "from_name": mname, **common, "value": pvalue})
+    return out
 
 
 def import_labelstudio(
@@ -245,36 +307,16 @@ def _read_results(results: Any, rel: str, where: str) -> DatasetItem:
         )
     groups: dict[str, dict[str, Any]] = {}
     for k, r in enumerate(results):
-        rw = f"{where}: result[{k}]"
-        kind, value = r.get("type"), r.get("value")
-        if not isinstance(value, Mapping):
-            raise FormatError(f"{rw}.value must be an object")
-        if kind not in ("rectanglelabels", "polygonlabels", "brushlabels"):
+        region = read_region(r, (h, w), f"{where}: result[{k}]")
+        if region is None:
             continue
         g = groups.setdefault(str(r.get("id", f"#{k}")), {"mask": None})
-        labels = value.get(kind)
-        if not isinstance(labels, list) or not labels:
-            raise FormatError(f"{rw}.value.{kind} must be a non-empty list of label names")
-        g["label"] = str(labels[0])
-        try:
-            if kind == "rectanglelabels":
-                if value.get("rotation", 0) not in (0, 0.0):
-                    raise FormatError("rotated rectangles are not supported")
-                x, y, bw, bh = (float(value[f]) for f in ("x", "y", "width", "height"))
-                g["box"] = [x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100]
-                continue
-            if kind == "polygonlabels":
-                pts = np.asarray(value["points"], np.float64).reshape(-1, 2) * (w / 100, h / 100)
-                m = from_polygons([pts.ravel().tolist()], (h, w))
-            else:
-                if value.get("format", "rle") != "rle" or "rle" not in value:
-                    raise FormatError("brushlabels needs format 'rle' and an 'rle' list")
-                m = decode_brush_rle(value["rle"], (h, w))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{rw}.value: {type(exc).__name__}: {exc}") from None
-        except FormatError as exc:
-            raise FormatError(f"{rw}.value: {exc}") from None
-        g["mask"] = m if g["mask"] is None else g["mask"] | m
+        kind, label, shape = region
+        g["label"] = label
+        if kind == "rectanglelabels":
+            g["box"] = shape
+        else:
+            g["mask"] = shape if g["mask"] is None else g["mask"] | shape
     any_mask = any(g["mask"] is not None for g in groups.values())
     boxes, labels, masks = [], [], []
     for g in groups.values():
@@ -289,3 +331,43 @@ def _read_results(results: Any, rel: str, where: str) -> DatasetItem:
         masks=np.stack(masks) if any_mask else None,
     )
     return DatasetItem(rel, w, h, det)
+
+
+def read_region(result: Any, image_size: tuple[int, int], where: str) -> tuple[str, str, Any] | None:
+    """One Label Studio result as ``(type, label, shape)``; None for types other than rectangles,
+    polygons and brushes.
+
+    ``shape`` is the box ``[x1, y1, x2, y2]`` in absolute pixels for ``rectanglelabels``, else the
+    ``(H, W)`` bool mask. ``where`` starts each error message (file, task, result index).
+
+    Raises:
+        FormatError: naming ``where`` and the field that does not parse.
+    """
+    h, w = image_size
+    if not isinstance(result, Mapping):
+        raise FormatError(f"{where} must be an object, got {type(result).__name__}")
+    kind, value = result.get("type"), result.get("value")
+    if not isinstance(value, Mapping):
+        raise FormatError(f"{where}.value must be an object")
+    if kind not in ("rectanglelabels", "polygonlabels", "brushlabels"):
+        return None
+    labels = value.get(kind)
+    if not isinstance(labels, list) or not labels:
+        raise FormatError(f"{where}.value.{kind} must be a non-empty list of label names")
+    label = str(labels[0])
+    try:
+        if kind == "rectanglelabels":
+            if value.get("rotation", 0) not in (0, 0.0):
+                raise FormatError("rotated rectangles are not supported")
+            x, y, bw, bh = (float(value[f]) for f in ("x", "y", "width", "height"))
+            return kind, label, [x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100]
+        if kind == "polygonlabels":
+            pts = np.asarray(value["points"], np.float64).reshape(-1, 2) * (w / 100, h / 100)
+            return kind, label, from_polygons([pts.ravel().tolist()], (h, w))
+        if value.get("format", "rle") != "rle" or "rle" not in value:
+            raise FormatError("brushlabels needs format 'rle' and an 'rle' list")
+        return kind, label, decode_brush_rle(value["rle"], (h, w))
+    except FormatError as exc:
+        raise FormatError(f"{where}.value: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{where}.value: {type(exc).__name__}: {exc}") from None
