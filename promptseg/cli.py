@@ -190,6 +190,72 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ex.set_defaults(run=_cmd_export)
 
+    rv = sub.add_parser(
+        "review",
+        help="serve the browser review page of a labelling project; needs promptseg[label]",
+        description="Walk the review queue in a browser: accept, reject, relabel, move or resize boxes, "
+        "refine masks and draw missed objects, by mouse or keyboard ('?' on the page lists the keys).",
+    )
+    rv.add_argument("project", help="project folder made by 'promptseg label'")
+    rv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    rv.add_argument("--port", type=_positive_int, default=8700, help="port to listen on (default: 8700)")
+    rv.add_argument("--user", default=None, help="name recorded with every decision (default: your login)")
+    rv.add_argument(
+        "--refiner",
+        default="color",
+        help="box -> mask refiner for 'refine' (default: color; or grabcut, ...)",
+    )
+    rv.add_argument(
+        "--token", default=None, help="require this bearer token for the API (default: $PROMPTSEG_API_TOKEN)"
+    )
+    rv.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    rv.set_defaults(run=_cmd_review)
+
+    ls = sub.add_parser(
+        "labelstudio",
+        help="Label Studio both ways: tasks with pre-annotations, reviews back in, an ML backend",
+        description="Review a project's drafts in Label Studio: 'export' writes tasks.json (the drafts as "
+        "predictions) and config.xml (the labeling config); 'import' applies Label Studio's JSON export "
+        "to the project as reviewed annotations; 'ml-backend' serves pre-annotations to Label Studio.",
+    )
+    ls_sub = ls.add_subparsers(dest="ls_command", required=True, metavar="{export,import,ml-backend}")
+    lse = ls_sub.add_parser("export", help="write tasks.json and config.xml for a Label Studio project")
+    lse.add_argument("project", help="project folder made by 'promptseg label'")
+    lse.add_argument("out", help="folder to write tasks.json and config.xml into")
+    lse.add_argument(
+        "--states",
+        type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
+        default=["accepted", "pending"],
+        help="review states offered as predictions (default: accepted,pending)",
+    )
+    lse.add_argument("--masks", choices=("brush", "polygon", "none"), default="brush", help="mask regions")
+    lse.add_argument(
+        "--image-prefix",
+        default=None,
+        help="put before each image path in data.image (default: /data/local-files/?d=, for Label "
+        "Studio's local files storage with the project's image folder as document root)",
+    )
+    lse.set_defaults(run=_cmd_labelstudio_export)
+    lsi = ls_sub.add_parser("import", help="apply a Label Studio JSON export to the project as reviews")
+    lsi.add_argument("project", help="project folder made by 'promptseg label'")
+    lsi.add_argument("export", help="the JSON file Label Studio exported (Export -> JSON)")
+    lsi.add_argument("--who-prefix", default="labelstudio", help="decisions are logged as PREFIX:<annotator>")
+    lsi.set_defaults(run=_cmd_labelstudio_import)
+    lsm = ls_sub.add_parser(
+        "ml-backend", help="serve pre-annotations to Label Studio (/health /setup /predict)"
+    )
+    lsm.add_argument("--backend", default="offline", help="backend name (see 'promptseg backends')")
+    lsm.add_argument(
+        "--prompt", default=None, help="what to find (default: each label of the project's labeling config)"
+    )
+    lsm.add_argument("--image-root", default=None, help="folder that /data/local-files/?d= paths are under")
+    lsm.add_argument("--label-studio-url", default=None, help="Label Studio's address, to fetch uploads")
+    lsm.add_argument("--api-key", default=None, help="Label Studio token (default: $LABEL_STUDIO_API_KEY)")
+    lsm.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    lsm.add_argument("--port", type=_positive_int, default=9090, help="port to listen on (default: 9090)")
+    _add_option_flag(lsm)
+    lsm.set_defaults(run=_cmd_labelstudio_ml)
+
     bk = sub.add_parser("backends", help="list the backends, what they can do, and whether they run here")
     bk.add_argument("--json", action="store_true", help="print as JSON")
     bk.set_defaults(run=_cmd_backends)
@@ -369,6 +435,30 @@ def _cmd_label(args: argparse.Namespace) -> int:
     from promptseg.labeling import run_label
 
     return run_label(args)
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from promptseg.labeling.review import run_review
+
+    return run_review(args)
+
+
+def _cmd_labelstudio_export(args: argparse.Namespace) -> int:
+    from promptseg.labeling.labelstudio import run_export_tasks
+
+    return run_export_tasks(args)
+
+
+def _cmd_labelstudio_import(args: argparse.Namespace) -> int:
+    from promptseg.labeling.labelstudio import run_import_reviews
+
+    return run_import_reviews(args)
+
+
+def _cmd_labelstudio_ml(args: argparse.Namespace) -> int:
+    from promptseg.labeling.labelstudio import run_ml_backend
+
+    return run_ml_backend(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
