@@ -1,6 +1,7 @@
 """A labelling project: draft every image of a folder with a prompt, resumably, then review the drafts.
 
-State lives in one SQLite file, ``PROJ/project.db`` (WAL mode), written by one process only:
+State lives in one SQLite file, ``PROJ/project.db`` (WAL mode; drafting writes from its parent process
+only, and the review page and the Label Studio import write one decision per transaction):
 
 - ``images``: one row per image file (``path`` relative to the image folder, POSIX separators), with
   ``status`` ``pending`` | ``done`` | ``failed``, the failure reason, and once drafted its ``sha256``,
@@ -26,6 +27,10 @@ by the pool initializer), with ``workers=1`` in this process; results are writte
 Processes beat threads for the offline backend (measured on 2 cores: 2 processes with one onnxruntime
 thread each ~20.7 images/s, 2 threads sharing one backend ~16.4, a plain loop ~16.4), because the
 prompt resolution and mask refinement after the detector hold the GIL.
+
+Reviewing: :mod:`promptseg.labeling.review` (``promptseg review``, a browser page) and
+:mod:`promptseg.labeling.labelstudio` (``promptseg labelstudio``: tasks with the drafts as predictions
+and the labeling config, a Label Studio JSON export applied back as reviews, and an ML backend).
 """
 
 from promptseg.labeling._project import IMAGE_SUFFIXES, Annotation, Project
