@@ -224,14 +224,15 @@ print("INTERRUPTED" if s.interrupted else "FINISHED", s.images_done)
 """
 
 
-def _run_and_stop(photos: Path, project: Path, sig: int) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-c", textwrap.dedent(_SLOW_LABEL), str(photos), PROMPT, str(project)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    done = 0
-    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+def _wait_for_done(
+    proc: subprocess.Popen[Any], project: Path, n: int, *, timeout: float, each: Any = None
+) -> None:
+    """Poll the project file until ``n`` images are done, the run still going (``each`` called per poll)."""
+    deadline, done = time.monotonic() + timeout, 0
+    while done < n and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
+        if each is not None:
+            each()
         if (project / "project.db").exists():
             try:
                 with sqlite3.connect(project / "project.db", timeout=5) as conn:
@@ -239,7 +240,14 @@ def _run_and_stop(photos: Path, project: Path, sig: int) -> subprocess.Completed
                 conn.close()
             except sqlite3.OperationalError:  # schema not written yet
                 pass
-    assert done >= 1 and proc.poll() is None, "the run should still be going after its first image"
+    assert done >= n and proc.poll() is None, f"the run should still be going after {n} images"
+
+
+def _run_and_stop(photos: Path, project: Path, sig: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-c", textwrap.dedent(_SLOW_LABEL), str(photos), PROMPT, str(project)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_done(proc, project, 1, timeout=30)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
@@ -283,18 +291,12 @@ def test_kill_a_parallel_run_and_resume(photos: Path, tmp_path: Path, offline_en
     code = "import sys; from promptseg.labeling import label; label(*sys.argv[1:4], workers=2)"
     proc = subprocess.Popen([sys.executable, "-c", code, str(many), PROMPT, str(project)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline, done, workers = time.monotonic() + 60, 0, []
-    while done < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        workers = psutil.Process(proc.pid).children(recursive=True) or workers
-        if (project / "project.db").exists():
-            try:
-                with sqlite3.connect(project / "project.db", timeout=5) as conn:
-                    done = conn.execute("SELECT COUNT(*) FROM images WHERE status = 'done'").fetchone()[0]
-                conn.close()
-            except sqlite3.OperationalError:  # schema not written yet
-                pass
-    assert done >= 2 and proc.poll() is None, "the run should still be going after its first images"
+    workers: list[Any] = []
+
+    def watch() -> None:
+        workers[:] = psutil.Process(proc.pid).children(recursive=True) or workers
+
+    _wait_for_done(proc, project, 2, timeout=60, each=watch)
     assert len(workers) >= 2
     proc.kill()
     proc.wait(timeout=10)
