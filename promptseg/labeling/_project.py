@@ -333,6 +333,30 @@ class Project:
         categories = sorted({str(label) for item in items for label in item.detections.labels})
         return Dataset(tuple(items), categories)
 
+    def review_progress(self) -> list[dict[str, Any]]:
+        """Per drafted image: ``id``, ``path``, ``total`` and ``pending`` annotation counts and
+        ``min_score`` (the least confident pending draft's score, None without one); images with pending
+        drafts first, least confident first (as :meth:`queue`), then the rest in natural order.
+
+        One aggregate query: no annotation is loaded, so it stays fast on large projects.
+        """
+        cur = self._conn.execute(
+            "SELECT i.id, i.path, COUNT(a.id), COALESCE(SUM(a.review_state = 'pending'), 0), "
+            "MIN(CASE WHEN a.review_state = 'pending' THEN a.score END), "
+            "MIN(CASE WHEN a.review_state = 'pending' THEN (a.score IS NOT NULL) END) "
+            "FROM images i LEFT JOIN annotations a ON a.image_id = i.id WHERE i.status = 'done' GROUP BY i.id"
+        )
+        rows = [
+            {"id": r[0], "path": r[1], "total": r[2], "pending": r[3], "min_score": r[4], "_scored": r[5]}
+            for r in cur
+        ]
+        rows.sort(key=lambda r: _natural_key(r["path"]))
+        # pending first; unscored pending drafts before scored ones, as queue() orders them
+        rows.sort(key=lambda r: (r["pending"] == 0, r["_scored"] or 0, r["min_score"] or 0.0))
+        for r in rows:
+            del r["_scored"]
+        return rows
+
     def queue(self, limit: int | None = None) -> list[Annotation]:
         """Annotations waiting for review, least confident first."""
         tail = "" if limit is None else f" LIMIT {int(limit)}"

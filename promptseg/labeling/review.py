@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from promptseg.errors import InputError, PromptsegError
-from promptseg.labeling._project import Annotation, Project
+from promptseg.labeling._project import Annotation, Project, _natural_key
 from promptseg.types import UInt8Array
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -166,21 +166,9 @@ def create_review_app(
     @app.get("/api/queue", dependencies=api)
     def queue() -> dict[str, Any]:
         with opened() as project:
-            done = [r for r in project.images() if r["status"] == "done"]
-            stats: dict[str, dict[str, Any]] = {r["path"]: {"total": 0, "pending": 0} for r in done}
-            for ann in project.annotations():
-                entry = stats.setdefault(ann.image, {"total": 0, "pending": 0})
-                entry["total"] += 1
-            order: list[str] = []
-            for ann in project.queue():  # least confident first
-                stats[ann.image]["pending"] += 1
-                if ann.image not in order:
-                    order.append(ann.image)
-                    stats[ann.image]["min_score"] = ann.score
-            rows = {r["path"]: r for r in done}
-            brief = [{"id": rows[p]["id"], "path": p, **stats[p]} for p in rows]
-            by_path = {b["path"]: b for b in brief}
-            return {"images": [by_path[p] for p in order if p in by_path], "all": brief}
+            rows = project.review_progress()
+        ordered = [r for r in rows if r["pending"]]
+        return {"images": ordered, "all": sorted(rows, key=lambda r: _natural_key(r["path"]))}
 
     def image_row(project: Project, image_id: int) -> dict[str, Any]:
         try:
