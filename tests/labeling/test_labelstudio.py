@@ -198,6 +198,25 @@ def test_round_trip_keeps_exactly_the_corrections(drafted: Project, tmp_path: Pa
     assert (again.accepted, again.rejected, again.added) == (0, 0, 0)
     assert again.unchanged == summary.accepted + summary.rejected + summary.added
 
+    # the reviewed dataset as YOLO: detect keeps the corrected boxes, segment the masks, both exactly
+    from promptseg.datasets import export_yolo, import_yolo
+
+    reviewed = drafted.to_dataset(("accepted",))
+    for task in ("detect", "segment"):
+        yolo = export_yolo(reviewed, tmp_path / task, task=task, image_root=drafted.root)
+        items = {item.path: item.detections for item in import_yolo(yolo.parent).items}
+        for item in reviewed.items:
+            got, want = items[item.path], item.detections
+            assert got.labels.tolist() == want.labels.tolist()
+            if task == "detect":
+                np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-3)
+            else:
+                assert got.masks is not None and want.masks is not None
+                np.testing.assert_array_equal(got.masks, want.masks)
+    moved_id, moved_box = done["moved"]  # the person's moved box is in what was just compared
+    moved = next(i for i in reviewed.items if i.path == drafted.annotation(moved_id).image).detections
+    assert any(np.allclose(box, moved_box, atol=0.01) for box in moved.xyxy)
+
 
 def test_mask_only_region_gives_box_from_mask_and_keeps_email(drafted: Project, tmp_path: Path) -> None:
     tasks_path, _ = export_tasks(drafted, tmp_path / "ls")
