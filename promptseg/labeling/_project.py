@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["IMAGE_SUFFIXES", "Annotation", "Project"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 DB_NAME: Final = "project.db"
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 """File suffixes taken as images by :meth:`Project.add_images`; other files are ignored."""
@@ -30,6 +30,14 @@ AUTO: Final = "auto:threshold"
 
 ReviewState = Literal["accepted", "rejected", "pending"]
 _STATES: Final = ("accepted", "rejected", "pending")
+
+# schema version -> the statements that bring a project of that version to the next one
+_MIGRATIONS: Final = {
+    1: (  # 2: where an annotation came from outside (a Label Studio region id), to find it again
+        "ALTER TABLE annotations ADD COLUMN external_id TEXT",
+        "CREATE INDEX annotations_external ON annotations(external_id)",
+    ),
+}
 
 _SCHEMA: Final = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -59,9 +67,11 @@ CREATE TABLE annotations (
     review_state TEXT NOT NULL CHECK (review_state IN ('accepted', 'rejected', 'pending')),
     decided_by TEXT,
     decided_at TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    external_id TEXT
 );
 CREATE INDEX annotations_image ON annotations(image_id);
+CREATE INDEX annotations_external ON annotations(external_id);
 CREATE INDEX annotations_review ON annotations(review_state, score);
 CREATE TABLE decisions (
     id INTEGER PRIMARY KEY,
@@ -92,6 +102,7 @@ class Annotation:
     model: str | None = None
     backend: str | None = None
     prompt: str | None = None
+    external_id: str | None = None
 
 
 def _now() -> str:
@@ -150,6 +161,9 @@ class Project:
             raise ConfigError(f"{folder} is not a promptseg project (no {DB_NAME}); create one first")
         conn = _connect(folder / DB_NAME)
         row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None and row[0] in _MIGRATIONS:
+            _migrate(conn, row[0])
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
         if row is None or row[0] != SCHEMA_VERSION:
             raise ConfigError(
                 f"{folder / DB_NAME} has schema version {row and row[0]}, expected {SCHEMA_VERSION}"
@@ -425,11 +439,14 @@ class Project:
         who: str,
         mask: BoolArray | None = None,
         state: ReviewState = "accepted",
+        external_id: str | None = None,
     ) -> Annotation:
         """Add an object a person drew (``source = "human"``, accepted unless ``state`` says otherwise).
 
         The creation is logged in :meth:`decisions` as field ``created``. ``image`` must be drafted
         (done), so its size is known; ``mask`` is an ``(H, W)`` bool array of that size.
+        ``external_id`` names the object in another tool (e.g. ``"labelstudio:<region id>"``), so a
+        later import finds it again (:meth:`find_external`).
         """
         if state not in _STATES:
             raise InputError(f"review state must be one of {', '.join(_STATES)}, got {state!r}")
@@ -444,13 +461,22 @@ class Project:
         with self._conn:
             cur = self._conn.execute(
                 "INSERT INTO annotations(image_id, label, score, box_xyxy, mask_rle, source, review_state, "
-                "decided_by, decided_at, created_at) VALUES (?, ?, NULL, ?, ?, 'human', ?, ?, ?, ?) "
-                "RETURNING id",
-                (row["id"], label, json.dumps(xyxy), rle, state, who, now, now),
+                "decided_by, decided_at, created_at, external_id) "
+                "VALUES (?, ?, NULL, ?, ?, 'human', ?, ?, ?, ?, ?) RETURNING id",
+                (row["id"], label, json.dumps(xyxy), rle, state, who, now, now, external_id),
             )
             annotation_id = int(cur.fetchone()[0])
             self._log(annotation_id, who, now, {"created": (None, json.dumps({"label": label, "box": xyxy}))})
         return self.annotation(annotation_id)
+
+    def find_external(self, image: str, prefix: str) -> dict[str, int]:
+        """The annotations of ``image`` whose ``external_id`` starts with ``prefix``: external id -> id."""
+        rows = self._conn.execute(
+            "SELECT a.external_id, a.id FROM annotations a JOIN images i ON i.id = a.image_id "
+            "WHERE i.path = ? AND a.external_id IS NOT NULL AND substr(a.external_id, 1, ?) = ?",
+            (image, len(prefix), prefix),
+        )
+        return dict(rows.fetchall())
 
     def image(self, image: str | int) -> dict[str, Any]:
         """One image row, by relative path or by id."""
@@ -546,7 +572,7 @@ class Project:
     def _annotations(self, clause: str, params: Sequence[Any]) -> list[Annotation]:
         cur = self._conn.execute(
             "SELECT a.id, i.path, a.label, a.score, a.box_xyxy, a.mask_rle, a.source, a.review_state, "
-            "a.decided_by, a.decided_at, a.model, a.backend, a.prompt "
+            "a.decided_by, a.decided_at, a.model, a.backend, a.prompt, a.external_id "
             f"FROM annotations a JOIN images i ON i.id = a.image_id {clause}",
             params,
         )
@@ -562,6 +588,16 @@ class Project:
             )
             for r in cur
         ]
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a project of an older schema version up to :data:`SCHEMA_VERSION`, one transaction per step."""
+    while version in _MIGRATIONS:
+        with conn:
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+        version += 1
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -16,9 +16,10 @@ Import (:func:`import_reviews`) reads a Label Studio JSON export. Per task, the 
 annotation is the person's review: a region ``psN`` accepts annotation ``N`` with its label, box (from
 the rectangle; from the mask when only the mask is left) and mask (when a mask region is present; else
 the stored mask stays); an offered annotation with no region left is rejected; any other region is a new
-``human`` annotation. Tasks without an annotation are left alone. Re-importing the same export changes
-nothing: unchanged decisions by the same person are skipped, and a new region equal (label, box, mask)
-to a human annotation already on that image is not added twice.
+``human`` annotation that keeps the region's Label Studio id (``external_id = "<who_prefix>:<id>"``), so a
+later export of the same Label Studio project corrects it, or rejects it if the person deleted it,
+instead of adding it again. Tasks without an annotation are left alone. Re-importing the same export
+changes nothing: unchanged decisions by the same person are skipped.
 
 The ML backend (:func:`create_ml_backend_app`) speaks Label Studio's protocol (``label_studio/ml/
 api_connector.py``): ``GET /health``; ``POST /setup`` with ``{"project", "schema", "hostname",
@@ -248,10 +249,11 @@ def import_reviews(
                 outcome = _accept(project, current[key], region, box, who)
                 counts[outcome] += 1
                 counts["accepted"] += outcome == "corrected"
-            elif _already_added(project, current.values(), image, region, box):
-                counts["unchanged"] += 1
-            else:
-                project.add_annotation(image, region.label, box, who=who, mask=region.mask)
+            else:  # a region the person drew: found again by its Label Studio id on a later import
+                external = f"{who_prefix}:{key}"
+                project.add_annotation(
+                    image, region.label, box, who=who, mask=region.mask, external_id=external
+                )
                 counts["added"] += 1
     return ReviewImport(tasks=len(tasks), reviewed=len(plans), **counts)
 
@@ -290,7 +292,8 @@ def _plan_task(
     offered = data.get("promptseg_ids", [])
     if not isinstance(offered, list) or not all(isinstance(i, int) for i in offered):
         raise FormatError(f"{where}: data.promptseg_ids must be a list of annotation ids")
-    offered = [i for i in offered if i in known]
+    drawn = project.find_external(image, f"{who_prefix}:")  # regions of earlier imports, by their LS id
+    offered = [i for i in offered if i in known] + [i for i in drawn.values() if i not in offered]
     results = ann.get("result")
     if not isinstance(results, list):
         raise FormatError(f"{where}: annotation {ann.get('id')} result must be a list")
@@ -303,7 +306,11 @@ def _plan_task(
         kind, label, shape = parsed
         rid = str(r.get("id", f"#{k}"))
         match = _REGION_ID.match(rid)
-        key: int | str = int(match.group(1)) if match and int(match.group(1)) in known else rid
+        key: int | str = (
+            int(match.group(1))
+            if match and int(match.group(1)) in known
+            else drawn.get(f"{who_prefix}:{rid}", rid)
+        )
         region = regions.setdefault(key, _Region(label))
         if kind == "rectanglelabels":
             region.label = label  # the rectangle's label wins over its mask's
@@ -335,19 +342,6 @@ def _accept(project: Project, current: Annotation, region: _Region, box: list[fl
         return "unchanged"
     project.decide(current.id, "accepted", who=who, label=region.label, box=box, mask=region.mask)
     return "accepted" if same else "corrected"
-
-
-def _already_added(
-    project: Project, anns: Iterable[Annotation], image: str, region: _Region, box: list[float]
-) -> bool:
-    from promptseg.ops.masks import to_rle
-
-    rle = None if region.mask is None else dict(to_rle(region.mask))
-    xyxy = [round(v, 2) for v in box]
-    return any(
-        a.source == "human" and a.label == region.label and list(a.box_xyxy) == xyxy and a.mask_rle == rle
-        for a in anns
-    )
 
 
 def _mask_box(mask: BoolArray | None) -> list[float]:

@@ -218,6 +218,55 @@ def test_round_trip_keeps_exactly_the_corrections(drafted: Project, tmp_path: Pa
     assert any(np.allclose(box, moved_box, atol=0.01) for box in moved.xyxy)
 
 
+def test_a_later_export_corrects_or_rejects_what_the_person_drew(drafted: Project, tmp_path: Path) -> None:
+    """The same Label Studio project exported again after more edits: the person's own regions are found
+    again by their Label Studio ids, not added twice."""
+    tasks_path, _ = export_tasks(drafted, tmp_path / "ls")
+    export, _ = person_reviews(drafted, json.loads(tasks_path.read_text()))
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(export))
+    import_reviews(drafted, first)
+    drawn = {a.external_id: a for a in drafted.annotations() if a.source == "human"}
+    assert set(drawn) == {f"labelstudio:new{n}{k}" for n in (1, 2) for k in "ab"}
+
+    later = copy.deepcopy(export)  # the person comes back to task 1: moves the cup, deletes the mask
+    review = later[1]["annotations"][1]
+    w, h = review["result"][0]["original_width"], review["result"][0]["original_height"]
+    review["result"] = [r for r in review["result"] if r["id"] != "new1b"]
+    cup = next(r for r in review["result"] if r["id"] == "new1a")
+    cup["value"].update(_box_value([50, 60, 90, 100], w, h))
+    review["updated_at"] = "2027"
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(later))
+    summary = import_reviews(drafted, second)
+
+    after = {a.external_id: a for a in drafted.annotations() if a.source == "human"}
+    assert set(after) == set(drawn)  # nothing added
+    assert (summary.added, summary.corrected, summary.rejected) == (0, 1, 1)
+    assert after["labelstudio:new1a"].box_xyxy == pytest.approx((50, 60, 90, 100), abs=0.01)
+    assert after["labelstudio:new1b"].review_state == "rejected"
+    assert after["labelstudio:new2a"] == drawn["labelstudio:new2a"]  # task 2 was not touched again
+
+
+def test_a_version_1_project_is_migrated_on_open(drafted: Project) -> None:
+    import sqlite3
+
+    drafted.close()
+    db = drafted.path / "project.db"
+    with sqlite3.connect(db) as conn:  # what a project made before external ids looks like
+        conn.execute("DROP INDEX annotations_external")
+        conn.execute("ALTER TABLE annotations DROP COLUMN external_id")
+        conn.execute("UPDATE schema_version SET version = 1")
+    conn.close()
+    with Project.open(drafted.path) as project:
+        before = project.annotations()
+        assert all(a.external_id is None for a in before) and len(before) == 20
+        assert project.find_external(before[0].image, "labelstudio:") == {}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    conn.close()
+
+
 def test_mask_only_region_gives_box_from_mask_and_keeps_email(drafted: Project, tmp_path: Path) -> None:
     tasks_path, _ = export_tasks(drafted, tmp_path / "ls")
     task = next(t for t in json.loads(tasks_path.read_text()) if t.get("predictions"))
