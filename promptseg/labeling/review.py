@@ -37,11 +37,11 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["create_review_app", "run_review"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {
@@ -105,7 +106,8 @@ def create_review_app(
     Project.open(folder).close()  # not a project: fail now, not on the first request
     box_refiner = load_refiner(refiner)
     lock = threading.Lock()
-    pixels = _PixelCache(2)
+    pixels: _LastFew[UInt8Array] = _LastFew(2)
+    encoded: _LastFew[bytes] = _LastFew(8)
 
     @contextmanager
     def opened() -> Iterator[Project]:
@@ -205,16 +207,22 @@ def create_review_app(
 
     @app.get("/api/images/{image_id}/file", dependencies=api, response_class=Response)
     def image_file(image_id: int) -> Response:
-        with opened() as project:
-            row = image_row(project, image_id)
-            rgb = image_pixels(project, row)
         from PIL import Image
 
-        # decoded and re-encoded: upright (EXIF), RGB, and in a format every browser shows
-        kind = _BROWSER_FORMATS.get(Path(row["path"]).suffix.lower(), "PNG")
-        buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
-        return Response(buf.getvalue(), media_type=f"image/{kind.lower()}", headers=_NO_STORE)
+        with opened() as project:
+            row = image_row(project, image_id)
+            path = project.image_path(row["path"])
+            # decoded and re-encoded: upright (EXIF), RGB, and in a format every browser shows
+            kind = _BROWSER_FORMATS.get(path.suffix.lower(), "PNG")
+
+            def encode() -> bytes:
+                buf = io.BytesIO()
+                rgb = image_pixels(project, row)
+                Image.fromarray(rgb).save(buf, format=kind, **({"quality": 95} if kind == "JPEG" else {}))
+                return buf.getvalue()
+
+            data = encoded.get((path, path.stat().st_mtime_ns), encode)
+        return Response(data, media_type=f"image/{kind.lower()}", headers=_NO_STORE)
 
     @app.get("/api/annotations/{annotation_id}", dependencies=api)
     def get_annotation(annotation_id: int) -> dict[str, Any]:
@@ -316,18 +324,19 @@ def run_review(args: argparse.Namespace) -> int:
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-class _PixelCache:
-    """The last few decoded images (refining the boxes of one image decodes it once)."""
+class _LastFew(Generic[T]):
+    """The last few values by key (decoded images: refining the boxes of one image decodes it once;
+    encoded images: going back and forth between images encodes each once)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[Any, UInt8Array] = OrderedDict()
+        self._items: OrderedDict[Any, T] = OrderedDict()
 
-    def get(self, key: Any, load: Any) -> UInt8Array:
+    def get(self, key: Any, load: Callable[[], T]) -> T:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        value: UInt8Array = load()
+        value = load()
         self._items[key] = value
         while len(self._items) > self.size:
             self._items.popitem(last=False)
