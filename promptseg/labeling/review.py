@@ -11,7 +11,8 @@ never used.
 - ``GET /api/images/{image_id}``: the image row and its annotations; ``.../file``: the image, upright.
 - ``GET /api/annotations/{id}``: one annotation; ``.../mask.png``: its mask as a white PNG with alpha.
 - ``POST /api/annotations/{id}/decision`` ``{state, label?, box?}``: accept, reject, relabel, move.
-- ``POST /api/annotations/{id}/refine`` ``{box?}``: box -> mask with the refiner (state kept).
+- ``POST /api/annotations/{id}/refine`` ``{box?}``: box -> mask with the refiner; accepts it (a
+  correction confirms the object; the page sends relabels and moves as ``state: accepted`` too).
 - ``POST /api/images/{image_id}/annotations`` ``{label, box, refine?, state?}``: a missed object
   (``source = "human"``), 201.
 
@@ -264,8 +265,8 @@ def create_review_app(
             ann = annotation(project, annotation_id)
             xyxy = list(ann.box_xyxy) if box is None else _box(box)
             mask = refine_mask(project, project.image(ann.image), xyxy)
-            kept = ann.review_state  # refining is a correction, not a verdict
-            new = project.decide(annotation_id, kept, who=user, box=xyxy, mask=mask)  # type: ignore[arg-type]
+            # a correction is a person confirming the object, as the page's relabel and move are
+            new = project.decide(annotation_id, "accepted", who=user, box=xyxy, mask=mask)
             return _ann_json(new)
 
     @app.post("/api/images/{image_id}/annotations", dependencies=api, status_code=201)

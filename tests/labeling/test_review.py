@@ -101,7 +101,7 @@ def test_accept_reject_relabel_and_move(client: TestClient, drafted: Project) ->
     assert "stool" in client.get("/api/summary").json()["labels"]
 
 
-def test_refine_makes_a_mask_inside_the_box_and_keeps_the_state(client: TestClient, drafted: Project) -> None:
+def test_refine_makes_a_mask_inside_the_box_and_accepts_it(client: TestClient, drafted: Project) -> None:
     ann = _first_pending(drafted)
     row = drafted.image(ann.image)
     x1, y1, x2, y2 = (round(v) for v in ann.box_xyxy)
@@ -109,7 +109,7 @@ def test_refine_makes_a_mask_inside_the_box_and_keeps_the_state(client: TestClie
     r = client.post(f"/api/annotations/{ann.id}/refine", json={"box": box})
     assert r.status_code == 200, r.text
     after = drafted.annotation(ann.id)
-    assert after.review_state == "pending" and after.decided_by == USER
+    assert after.review_state == "accepted" and after.decided_by == USER  # a correction confirms it
     assert list(after.box_xyxy) == box
     assert after.mask_rle is not None and after.mask_rle != ann.mask_rle
     mask = from_rle(after.mask_rle)

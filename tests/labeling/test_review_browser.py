@@ -238,7 +238,7 @@ def test_a_review_from_keyboard_and_mouse(page: Any, drafted: Project, tmp_path:
     assert (after[first].review_state, after[first].decided_by) == ("accepted", USER)
     assert (after[second].review_state, after[second].decided_by) == ("rejected", USER)
     t = after[third]
-    assert (t.review_state, t.label, t.decided_by) == ("pending", new_label, USER)
+    assert (t.review_state, t.label, t.decided_by) == ("accepted", new_label, USER)  # corrected: accepted
     assert np.allclose(t.box_xyxy, moved, atol=1), (t.box_xyxy, moved)
     assert t.mask_rle is not None and t.mask_rle != before[third].mask_rle
     mask = from_rle(t.mask_rle)
@@ -272,15 +272,14 @@ def test_a_review_from_keyboard_and_mouse(page: Any, drafted: Project, tmp_path:
 
 
 def _exports_keep_the_corrections(project: Project, tmp_path: Path, kept: list[int], dropped: int) -> None:
-    """`promptseg export` as COCO (read back by pycocotools) and YOLO segment: the reviewed objects with
-    the person's labels, boxes and masks; the rejected one absent."""
+    """`promptseg export` (accepted annotations) as COCO (read back by pycocotools) and YOLO segment: the
+    reviewed objects with the person's labels, boxes and masks; the rejected one absent."""
     import subprocess
     import sys
 
     coco_api = need("pycocotools.coco", extra="dev")
     coco_mask = need("pycocotools.mask", extra="dev")
-    states = "accepted,pending"
-    run = [sys.executable, "-m", "promptseg", "export", str(project.path), "--states", states]
+    run = [sys.executable, "-m", "promptseg", "export", str(project.path)]
     for fmt in ("coco", "yolo"):
         done = subprocess.run([*run, "--format", fmt, "--out", str(tmp_path / fmt)],
                               capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
@@ -302,8 +301,8 @@ def _exports_keep_the_corrections(project: Project, tmp_path: Path, kept: list[i
     data_yaml = (tmp_path / "yolo" / "data.yaml").read_text()
     reviewed = project.annotations(project.annotation(kept[-1]).image)
     lines = next((tmp_path / "yolo").rglob(Path(reviewed[0].image).stem + ".txt")).read_text().splitlines()
-    assert len(lines) == sum(a.review_state != "rejected" for a in reviewed)  # one polygon line per object
-    assert all(f"{a.label}" in data_yaml for a in reviewed if a.review_state != "rejected")
+    assert len(lines) == sum(a.review_state == "accepted" for a in reviewed)  # one polygon line per object
+    assert all(f"{a.label}" in data_yaml for a in reviewed if a.review_state == "accepted")
 
 
 def test_the_queue_runs_out_with_a_message(page: Any, drafted: Project) -> None:

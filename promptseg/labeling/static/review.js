@@ -263,8 +263,9 @@ function renderLabels() {
 
 // --- actions ---------------------------------------------------------------------------------
 
+// a correction (label, box, mask) is a person confirming the object: it is accepted as corrected
 async function decide(ann, body) {
-  const updated = await api(`annotations/${ann.id}/decision`, { json: Object.assign({ state: ann.review_state }, body) });
+  const updated = await api(`annotations/${ann.id}/decision`, { json: Object.assign({ state: "accepted" }, body) });
   await replaceAnnotation(updated);
   return updated;
 }
@@ -310,11 +311,13 @@ async function refine() {
   if (!ann) return;
   const updated = await api(`annotations/${ann.id}/refine`, { json: { box: ann.box_xyxy } });
   await replaceAnnotation(updated);
+  await refreshSummary();
   render();
 }
 
 async function commitBox(ann) {
   await decide(ann, { box: ann.box_xyxy.map((v) => Math.round(v * 100) / 100) });
+  await refreshSummary();
   render();
 }
 
