@@ -510,6 +510,41 @@ class Project:
             )
         return dict(to_rle(m))
 
+    def revert(self, annotation_id: int, at: str, *, who: str) -> Annotation:
+        """Undo one decision: put back the old values of the changes logged for ``annotation_id`` at
+        ``at`` (its ``decided_at`` right after that decision). A creation is undone by rejecting the
+        object. The undo is itself logged, by ``who``; an annotation put back to ``pending`` is
+        undecided again (``decided_by`` None), so thresholds route it as before.
+
+        Raises:
+            InputError: no decision on that annotation at ``at``.
+        """
+        _check_who(who)
+        logged = [d for d in self.decisions(annotation_id) if d["at"] == at]
+        if not logged:
+            raise InputError(f"annotation {annotation_id} has no decision at {at!r} to undo")
+        row = self._conn.execute(
+            "SELECT review_state, label, box_xyxy, mask_rle FROM annotations WHERE id = ?", (annotation_id,)
+        ).fetchone()
+        current = dict(zip(("review_state", "label", "box_xyxy", "mask_rle"), row, strict=True))
+        changes: dict[str, tuple[Any, Any]] = {}
+        for d in logged:
+            if d["field"] == "created":
+                changes["review_state"] = (current["review_state"], "rejected")
+            elif d["field"] in current and d["old"] != current[d["field"]]:
+                changes[d["field"]] = (current[d["field"]], d["old"])
+        state = changes.get("review_state", (None, current["review_state"]))[1]
+        now = _now()
+        with self._conn:
+            for column, (_, new) in changes.items():
+                self._conn.execute(f"UPDATE annotations SET {column} = ? WHERE id = ?", (new, annotation_id))
+            self._conn.execute(
+                "UPDATE annotations SET decided_by = ?, decided_at = ? WHERE id = ?",
+                (None, None, annotation_id) if state == "pending" else (who, now, annotation_id),
+            )
+            self._log(annotation_id, who, now, changes or {"review_state": (state, state)})
+        return self.annotation(annotation_id)
+
     def set_thresholds(self, *, accept: float | None = None, reject: float | None = None) -> int:
         """Change the thresholds and re-route model drafts no human decided; returns how many moved."""
         s = self.settings

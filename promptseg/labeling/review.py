@@ -13,6 +13,8 @@ never used.
 - ``POST /api/annotations/{id}/decision`` ``{state, label?, box?}``: accept, reject, relabel, move.
 - ``POST /api/annotations/{id}/refine`` ``{box?}``: box -> mask with the refiner; accepts it (a
   correction confirms the object; the page sends relabels and moves as ``state: accepted`` too).
+- ``POST /api/annotations/{id}/undo`` ``{at}``: put back what the decision made at ``at`` (the
+  annotation's ``decided_at`` after it) changed; the page keeps a stack of its own decisions.
 - ``POST /api/images/{image_id}/annotations`` ``{label, box, refine?, state?}``: a missed object
   (``source = "human"``), 201.
 
@@ -268,6 +270,12 @@ def create_review_app(
             # a correction is a person confirming the object, as the page's relabel and move are
             new = project.decide(annotation_id, "accepted", who=user, box=xyxy, mask=mask)
             return _ann_json(new)
+
+    @app.post("/api/annotations/{annotation_id}/undo", dependencies=api)
+    def undo(annotation_id: int, at: str = Body(..., embed=True)) -> dict[str, Any]:
+        with opened() as project:
+            annotation(project, annotation_id)
+            return _ann_json(project.revert(annotation_id, at, who=user))
 
     @app.post("/api/images/{image_id}/annotations", dependencies=api, status_code=201)
     def add(

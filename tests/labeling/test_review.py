@@ -120,6 +120,44 @@ def test_refine_makes_a_mask_inside_the_box_and_accepts_it(client: TestClient, d
     assert {d["field"] for d in drafted.decisions(ann.id)} >= {"mask_rle", "box_xyxy"}
 
 
+def test_undo_puts_back_each_decision_newest_first(client: TestClient, drafted: Project) -> None:
+    ann = _first_pending(drafted)
+    row = drafted.image(ann.image)
+    x1, y1, x2, y2 = (round(v) for v in ann.box_xyxy)
+    made = [
+        client.post(f"/api/annotations/{ann.id}/decision", json={"state": "rejected"}).json(),
+        client.post(f"/api/annotations/{ann.id}/decision", json={"state": "accepted", "label": "cup"}).json(),
+        client.post(
+            f"/api/annotations/{ann.id}/refine", json={"box": [x1, y1, min(x2 + 9, row["width"]), y2]}
+        ).json(),
+    ]
+    refined = drafted.annotation(ann.id)
+    assert refined.mask_rle != ann.mask_rle and refined.label == "cup"
+    states = []
+    for decision in reversed(made):
+        r = client.post(f"/api/annotations/{ann.id}/undo", json={"at": decision["decided_at"]})
+        assert r.status_code == 200, r.text
+        now = drafted.annotation(ann.id)
+        states.append(
+            (now.review_state, now.label, now.box_xyxy == ann.box_xyxy, now.mask_rle == ann.mask_rle)
+        )
+    assert states == [
+        ("accepted", "cup", True, True),  # the refinement undone: box and mask as drafted
+        ("rejected", ann.label, True, True),  # the relabel-and-accept undone
+        ("pending", ann.label, True, True),  # the reject undone: a pending draft again, undecided
+    ]
+    assert drafted.annotation(ann.id).decided_by is None
+    assert [d["who"] for d in drafted.decisions(ann.id)][-3:] == [USER] * 3  # undos are logged too
+
+    added = client.post(f"/api/images/{row['id']}/annotations", json={"label": "cup", "box": [5, 5, 40, 40]})
+    undone = client.post(
+        f"/api/annotations/{added.json()['id']}/undo", json={"at": added.json()["decided_at"]}
+    )
+    assert undone.json()["review_state"] == "rejected"  # a drawn object undone is rejected, the log kept
+    missing = client.post(f"/api/annotations/{ann.id}/undo", json={"at": "2000-01-01T00:00:00+00:00"})
+    assert missing.status_code == 422 and "no decision at" in missing.json()["error"]
+
+
 def test_new_box_is_a_human_annotation_with_a_refined_mask(client: TestClient, drafted: Project) -> None:
     row = drafted.image("coffee.png")
     r = client.post(

@@ -305,6 +305,22 @@ def _exports_keep_the_corrections(project: Project, tmp_path: Path, kept: list[i
     assert all(f"{a.label}" in data_yaml for a in reviewed if a.review_state == "accepted")
 
 
+def test_undo_from_the_keyboard(page: Any, drafted: Project) -> None:
+    first = _focused(page)
+    page.keyboard.press("r")  # reject: the focus moves on
+    _settled(page, 1)
+    assert drafted.annotation(first).review_state == "rejected" and _focused(page) != first
+    page.keyboard.press("Control+z")  # undo: pending again, focused again
+    _settled(page, 2)
+    assert drafted.annotation(first).review_state == "pending" and _focused(page) == first
+    assert drafted.annotation(first).decided_by is None
+    page.keyboard.press("u")  # nothing left to undo on this page
+    page.wait_for_function("document.body.dataset.actions === '0'", timeout=10000)
+    assert page.locator("#status").text_content() == "nothing to undo"
+    assert [d["field"] for d in drafted.decisions(first) if d["who"] == USER] == ["review_state"] * 2
+    assert page.errors == []
+
+
 def test_the_queue_runs_out_with_a_message(page: Any, drafted: Project) -> None:
     assert page.locator("#empty").is_hidden()
     page.keyboard.press("?")

@@ -25,6 +25,7 @@ const st = {
   actions: 0,
   saved: 0,
   scale: 1,
+  undo: [],           // decisions made on this page, newest last: {id, at, image} (U / Ctrl+Z)
 };
 
 // --- API -------------------------------------------------------------------------------------
@@ -266,6 +267,7 @@ function renderLabels() {
 // a correction (label, box, mask) is a person confirming the object: it is accepted as corrected
 async function decide(ann, body) {
   const updated = await api(`annotations/${ann.id}/decision`, { json: Object.assign({ state: "accepted" }, body) });
+  remember(updated);
   await replaceAnnotation(updated);
   return updated;
 }
@@ -310,6 +312,7 @@ async function refine() {
   const ann = focused();
   if (!ann) return;
   const updated = await api(`annotations/${ann.id}/refine`, { json: { box: ann.box_xyxy } });
+  remember(updated);
   await replaceAnnotation(updated);
   await refreshSummary();
   render();
@@ -346,10 +349,31 @@ async function flushNudge() {
   await commitBox(ann);
 }
 
+function remember(ann) {
+  st.undo.push({ id: ann.id, at: ann.decided_at, image: st.image.image.id });
+}
+
+// undo the newest decision made on this page (the server puts back the old values and logs the undo)
+async function undo() {
+  await flushNudge();
+  const last = st.undo.pop();
+  if (!last) {
+    say("nothing to undo");
+    return;
+  }
+  await api(`annotations/${last.id}/undo`, { json: { at: last.at } });
+  st.saved += 1;
+  document.body.dataset.saved = String(st.saved);
+  await refreshSummary();
+  await refreshQueue();
+  await loadImage(last.image, last.id);
+}
+
 async function addBox(box) {
   const ann = focused();
   const label = ann ? ann.label : (st.summary.labels[0] || "object");
   const created = await api(`images/${st.image.image.id}/annotations`, { json: { label, box, refine: true } });
+  remember(created);
   st.saved += 1;
   document.body.dataset.saved = String(st.saved);
   await refreshSummary();
@@ -397,7 +421,9 @@ document.addEventListener("keydown", (e) => {
     const step = e.shiftKey ? 10 : 1;
     nudge(arrows[key][0] * step, arrows[key][1] * step, e.altKey || e.ctrlKey);
   } else if (key === "Tab") moveFocus(e.shiftKey ? -1 : 1);
+  else if ((key === "z" || key === "Z") && (e.ctrlKey || e.metaKey)) guarded(undo);
   else if (e.ctrlKey || e.metaKey || e.altKey) handled = false;
+  else if (key === "u" || key === "U") guarded(undo);
   else if (key === "a" || key === "A") guarded(() => verdict("accepted"));
   else if ("rRxX".includes(key) && key.length === 1) guarded(() => verdict("rejected"));
   else if (/^[1-9]$/.test(key)) {
