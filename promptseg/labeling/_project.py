@@ -419,15 +419,7 @@ class Project:
             old_rle = None if current.mask_rle is None else json.dumps(current.mask_rle)
             if rle != old_rle:
                 changes["mask_rle"] = (old_rle, rle)
-        now = _now()
-        with self._conn:
-            for column, (_, new) in changes.items():
-                self._conn.execute(f"UPDATE annotations SET {column} = ? WHERE id = ?", (new, annotation_id))
-            self._conn.execute(
-                "UPDATE annotations SET decided_by = ?, decided_at = ? WHERE id = ?",
-                (who, now, annotation_id),
-            )
-            self._log(annotation_id, who, now, changes)
+        self._apply(annotation_id, changes, who, decided=True)
         return self.annotation(annotation_id)
 
     def add_annotation(
@@ -534,15 +526,9 @@ class Project:
             elif d["field"] in current and d["old"] != current[d["field"]]:
                 changes[d["field"]] = (current[d["field"]], d["old"])
         state = changes.get("review_state", (None, current["review_state"]))[1]
-        now = _now()
-        with self._conn:
-            for column, (_, new) in changes.items():
-                self._conn.execute(f"UPDATE annotations SET {column} = ? WHERE id = ?", (new, annotation_id))
-            self._conn.execute(
-                "UPDATE annotations SET decided_by = ?, decided_at = ? WHERE id = ?",
-                (None, None, annotation_id) if state == "pending" else (who, now, annotation_id),
-            )
-            self._log(annotation_id, who, now, changes or {"review_state": (state, state)})
+        self._apply(
+            annotation_id, changes or {"review_state": (state, state)}, who, decided=state != "pending"
+        )
         return self.annotation(annotation_id)
 
     def set_thresholds(self, *, accept: float | None = None, reject: float | None = None) -> int:
@@ -597,6 +583,21 @@ class Project:
         rows = self._conn.execute("SELECT review_state, COUNT(*) FROM annotations GROUP BY 1").fetchall()
         review.update(rows)
         return {"images": images, "review": review}
+
+    def _apply(
+        self, annotation_id: int, changes: Mapping[str, tuple[Any, Any]], who: str, *, decided: bool
+    ) -> None:
+        """Write ``changes`` (column -> (old, new)) and who decided (None when not ``decided``), and log
+        them, in one transaction."""
+        now = _now()
+        with self._conn:
+            for column, (_, new) in changes.items():
+                self._conn.execute(f"UPDATE annotations SET {column} = ? WHERE id = ?", (new, annotation_id))
+            self._conn.execute(
+                "UPDATE annotations SET decided_by = ?, decided_at = ? WHERE id = ?",
+                (who, now, annotation_id) if decided else (None, None, annotation_id),
+            )
+            self._log(annotation_id, who, now, changes)
 
     def _log(self, annotation_id: int, who: str, at: str, changes: Mapping[str, tuple[Any, Any]]) -> None:
         self._conn.executemany(
