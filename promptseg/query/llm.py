@@ -285,6 +285,16 @@ class _Transient(Exception):
         super().__init__(message)
         self.message, self.status, self.wait, self.raw = message, status, wait, raw
 
+    @classmethod
+    def dropped(cls, exc: Exception) -> _Transient:
+        """A connection that failed or dropped (no HTTP status, no reply)."""
+        return cls(
+            f"connection failed ({type(exc).__name__}: {_one_line(str(exc))})",
+            status=None,
+            wait=None,
+            raw=None,
+        )
+
 
 class LLMParser:
     """Reads prompts into queries with a language model: Gemini, or any OpenAI-compatible chat API.
@@ -542,12 +552,7 @@ class _OpenAIChat:
                 f"{self.label} gave no answer within {self._timeout:g} s (timeout)"
             ) from None
         except http.TransportError as exc:
-            raise _Transient(
-                f"connection failed ({type(exc).__name__}: {_one_line(str(exc))})",
-                status=None,
-                wait=None,
-                raw=None,
-            ) from None
+            raise _Transient.dropped(exc) from None
         raw = response.text[:_RAW_LIMIT]
         if response.status_code >= 400:
             last = f"HTTP {response.status_code}: {_error_message(response)}"
@@ -669,12 +674,7 @@ class _GeminiChat:
                 f"Gemini API gave no answer within {self._timeout:g} s (timeout)"
             ) from None
         except backend._TRANSPORT as exc:
-            raise _Transient(
-                f"connection failed ({type(exc).__name__}: {_one_line(str(exc))})",
-                status=None,
-                wait=None,
-                raw=None,
-            ) from None
+            raise _Transient.dropped(exc) from None
         except ValueError as exc:  # a body that is not JSON, or google-genai's own checks (pydantic)
             raise RemoteBackendError(
                 "google-genai could not read the Gemini API's reply "
