@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.tiny._common import bpe_vocab, make_folder
+from tests.tiny._common import make_folder
 from tests.tiny.sam import tiny_repvit_backbone
+from tests.tiny.sam3 import tiny_sam3_detector
 
 __all__ = [
     "SAM2_VIDEO_SIZE",
@@ -137,79 +138,25 @@ def build_tiny_sam3_video(path: str | Path, *, seed: int = 0, recondition_every:
             this many frames (the real default is every 16th frame, on confident detections, which random
             weights never give), so each object gets a new conditioning frame that often.
     """
+    import copy
+
     import torch
     from transformers import (
-        CLIPTokenizer,
         Sam2VideoVideoProcessor,
-        Sam3Config,
-        Sam3DETRDecoderConfig,
-        Sam3DETREncoderConfig,
-        Sam3GeometryEncoderConfig,
-        Sam3ImageProcessor,
-        Sam3MaskDecoderConfig,
         Sam3TrackerVideoConfig,
         Sam3TrackerVideoMaskDecoderConfig,
         Sam3TrackerVideoPromptEncoderConfig,
         Sam3VideoConfig,
         Sam3VideoModel,
         Sam3VideoProcessor,
-        Sam3VisionConfig,
-        Sam3ViTConfig,
     )
 
     folder = make_folder(path)
     size, patch = SAM3_VIDEO_SIZE, 14
-    grid = size // patch  # 8x8 patches; the FPN makes 32, 16, 8 and 4 cells a side
-    backbone = Sam3ViTConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=size,
-        pretrain_image_size=size,
-        patch_size=patch,
-        window_size=grid // 2,
-        global_attn_indexes=[1],
-    )
-    feature_sizes = [[grid * 4] * 2, [grid * 2] * 2, [grid] * 2]
-    vision = Sam3VisionConfig(
-        backbone_config=backbone,
-        fpn_hidden_size=_HIDDEN,
-        scale_factors=[4.0, 2.0, 1.0, 0.5],
-        backbone_feature_sizes=feature_sizes,
-    )
-    vocab, spelled = bpe_vocab(
-        _SAM3_WORDS.split(), end_of_word="</w>", specials=("<|startoftext|>", "<|endoftext|>")
-    )
-    text = {
-        "vocab_size": len(vocab),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "projection_dim": 32,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 32,  # the processor pads every prompt to 32 tokens
-        "hidden_act": "gelu",
-        "bos_token_id": vocab["<|startoftext|>"],
-        "eos_token_id": vocab["<|endoftext|>"],
-        "pad_token_id": vocab["<|endoftext|>"],
-    }
-    small = {"hidden_size": _HIDDEN, "num_attention_heads": 4, "intermediate_size": 64}
-    detector = Sam3Config(
-        vision_config=vision,
-        text_config=text,
-        geometry_encoder_config=Sam3GeometryEncoderConfig(num_layers=1, **small),
-        detr_encoder_config=Sam3DETREncoderConfig(num_layers=1, **small),
-        detr_decoder_config=Sam3DETRDecoderConfig(num_layers=1, num_queries=8, **small),
-        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=_HIDDEN, num_attention_heads=4),
-    )
+    parts = tiny_sam3_detector(size, hidden=_HIDDEN, words=_SAM3_WORDS)
+    grid = parts.grid
     tracker = Sam3TrackerVideoConfig(
-        vision_config=Sam3VisionConfig(
-            backbone_config=backbone,
-            fpn_hidden_size=_HIDDEN,
-            scale_factors=[4.0, 2.0, 1.0, 0.5],
-            backbone_feature_sizes=feature_sizes,
-        ),
+        vision_config=copy.deepcopy(parts.vision),
         prompt_encoder_config=Sam3TrackerVideoPromptEncoderConfig(
             hidden_size=_HIDDEN, image_size=size, patch_size=patch, mask_input_channels=4
         ),
@@ -217,7 +164,7 @@ def build_tiny_sam3_video(path: str | Path, *, seed: int = 0, recondition_every:
         **_memory_sizes(size, grid),
     )
     config = Sam3VideoConfig(
-        detector_config=detector,
+        detector_config=parts.config,
         tracker_config=tracker,
         low_res_mask_size=grid * 4,
         score_threshold_detection=0.1,
@@ -237,16 +184,10 @@ def build_tiny_sam3_video(path: str | Path, *, seed: int = 0, recondition_every:
     model = Sam3VideoModel(config).eval()
     _objects_appear(model.tracker_model)
     model.save_pretrained(folder)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ")) for m in spelled])
     pixels = {"height": size, "width": size}
-    image_processor = Sam3ImageProcessor(
-        size=pixels,
-        mask_size={"height": grid * 4, "width": grid * 4},
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
     video_processor = Sam2VideoVideoProcessor(size=pixels, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    Sam3VideoProcessor(image_processor, video_processor, tokenizer, target_size=size).save_pretrained(folder)
+    processor = Sam3VideoProcessor(parts.image_processor, video_processor, parts.tokenizer, target_size=size)
+    processor.save_pretrained(folder)
     return folder
 
 
