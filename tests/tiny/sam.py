@@ -90,36 +90,16 @@ def build_tiny_sam2(path: str | Path, *, seed: int = 0, video: bool = False) -> 
     import torch
     from transformers import (
         Sam2Config,
-        Sam2HieraDetConfig,
         Sam2MaskDecoderConfig,
         Sam2Model,
         Sam2PromptEncoderConfig,
         Sam2VideoConfig,
         Sam2VideoModel,
-        Sam2VisionConfig,
     )
 
     folder = make_folder(path)
-    dims = [16, 32, 64, 128]
-    backbone = Sam2HieraDetConfig(
-        hidden_size=dims[0],
-        num_attention_heads=1,
-        image_size=[IMAGE_SIZE, IMAGE_SIZE],
-        blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=dims,
-        num_attention_heads_per_stage=[1, 1, 2, 2],
-        window_size_per_stage=[8, 4, 4, 2],
-        # a global block must not open a stage: the first block of a stage pools by its window
-        global_attention_blocks=[3],
-        window_positional_embedding_background_size=[4, 4],
-    )
     parts = {
-        "vision_config": Sam2VisionConfig(
-            backbone_config=backbone,
-            backbone_channel_list=dims[::-1],
-            backbone_feature_sizes=_feature_sizes(),
-            fpn_hidden_size=_HIDDEN,
-        ),
+        "vision_config": tiny_hiera_vision(IMAGE_SIZE, _HIDDEN),
         "prompt_encoder_config": Sam2PromptEncoderConfig(
             hidden_size=_HIDDEN, image_size=IMAGE_SIZE, patch_size=16, mask_input_channels=4
         ),
@@ -161,7 +141,7 @@ def build_tiny_edgetam(path: str | Path, *, seed: int = 0, video: bool = False) 
         "vision_config": EdgeTamVisionConfig(
             backbone_config=backbone,
             backbone_channel_list=list(dims[::-1]),
-            backbone_feature_sizes=_feature_sizes(),
+            backbone_feature_sizes=sam2_feature_sizes(IMAGE_SIZE),
             fpn_hidden_size=_HIDDEN,
         ),
         "prompt_encoder_config": EdgeTamPromptEncoderConfig(
@@ -206,9 +186,35 @@ def _decoder_sizes() -> dict[str, int]:
     }
 
 
-def _feature_sizes() -> list[list[int]]:
-    # the three FPN levels SAM 2's decoder reads: strides 4, 8 and 16
-    return [[IMAGE_SIZE // 4] * 2, [IMAGE_SIZE // 8] * 2, [IMAGE_SIZE // 16] * 2]
+def sam2_feature_sizes(size: int) -> list[list[int]]:
+    """The three FPN levels SAM 2's decoder reads, for ``size`` x ``size`` images: strides 4, 8 and 16."""
+    return [[size // 4] * 2, [size // 8] * 2, [size // 16] * 2]
+
+
+def tiny_hiera_vision(size: int, fpn_hidden: int) -> Any:
+    """SAM 2's Hiera image encoder, tiny (stage widths 16 to 128, 5 blocks), for ``size`` x ``size``
+    images, with an FPN ``fpn_hidden`` wide; shared by the image and the video builders."""
+    from transformers import Sam2HieraDetConfig, Sam2VisionConfig
+
+    dims = [16, 32, 64, 128]
+    backbone = Sam2HieraDetConfig(
+        hidden_size=dims[0],
+        num_attention_heads=1,
+        image_size=[size, size],
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=dims,
+        num_attention_heads_per_stage=[1, 1, 2, 2],
+        window_size_per_stage=[8, 4, 4, 2],
+        # a global block must not open a stage: the first block of a stage pools by its window
+        global_attention_blocks=[3],
+        window_positional_embedding_background_size=[4, 4],
+    )
+    return Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=dims[::-1],
+        backbone_feature_sizes=sam2_feature_sizes(size),
+        fpn_hidden_size=fpn_hidden,
+    )
 
 
 def _with_image_weights(video_model: Any, image_model: Any) -> Any:

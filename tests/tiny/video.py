@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.tiny._common import make_folder
-from tests.tiny.sam import tiny_repvit_backbone
+from tests.tiny.sam import sam2_feature_sizes, tiny_hiera_vision, tiny_repvit_backbone
 from tests.tiny.sam3 import tiny_sam3_detector
 
 __all__ = [
@@ -47,34 +47,15 @@ def build_tiny_sam2_video(path: str | Path, *, seed: int = 0) -> Path:
     """
     import torch
     from transformers import (
-        Sam2HieraDetConfig,
         Sam2VideoConfig,
         Sam2VideoMaskDecoderConfig,
         Sam2VideoModel,
         Sam2VideoPromptEncoderConfig,
-        Sam2VisionConfig,
     )
 
     folder = make_folder(path)
-    dims = [16, 32, 64, 128]
-    backbone = Sam2HieraDetConfig(
-        hidden_size=dims[0],
-        num_attention_heads=1,
-        image_size=[SAM2_VIDEO_SIZE, SAM2_VIDEO_SIZE],
-        blocks_per_stage=[1, 1, 2, 1],
-        embed_dim_per_stage=dims,
-        num_attention_heads_per_stage=[1, 1, 2, 2],
-        window_size_per_stage=[8, 4, 4, 2],
-        global_attention_blocks=[3],  # a global block must not open a stage
-        window_positional_embedding_background_size=[4, 4],
-    )
     config = Sam2VideoConfig(
-        vision_config=Sam2VisionConfig(
-            backbone_config=backbone,
-            backbone_channel_list=dims[::-1],
-            backbone_feature_sizes=_sam2_feature_sizes(),
-            fpn_hidden_size=_HIDDEN,
-        ),
+        vision_config=tiny_hiera_vision(SAM2_VIDEO_SIZE, _HIDDEN),
         prompt_encoder_config=Sam2VideoPromptEncoderConfig(**_sam2_prompt_sizes()),
         mask_decoder_config=Sam2VideoMaskDecoderConfig(**_decoder_sizes()),
         **_memory_sizes(SAM2_VIDEO_SIZE, SAM2_VIDEO_SIZE // 16),
@@ -104,7 +85,7 @@ def build_tiny_edgetam_video(path: str | Path, *, seed: int = 0) -> Path:
         vision_config=EdgeTamVisionConfig(
             backbone_config=backbone,
             backbone_channel_list=list(dims[::-1]),
-            backbone_feature_sizes=_sam2_feature_sizes(),
+            backbone_feature_sizes=sam2_feature_sizes(SAM2_VIDEO_SIZE),
             fpn_hidden_size=_HIDDEN,
         ),
         prompt_encoder_config=EdgeTamPromptEncoderConfig(**_sam2_prompt_sizes()),
@@ -217,11 +198,6 @@ def _decoder_sizes() -> dict[str, int]:
 
 def _sam2_prompt_sizes() -> dict[str, int]:
     return {"hidden_size": _HIDDEN, "image_size": SAM2_VIDEO_SIZE, "patch_size": 16, "mask_input_channels": 4}
-
-
-def _sam2_feature_sizes() -> list[list[int]]:
-    # the three FPN levels SAM 2's decoder reads: strides 4, 8 and 16
-    return [[SAM2_VIDEO_SIZE // 4] * 2, [SAM2_VIDEO_SIZE // 8] * 2, [SAM2_VIDEO_SIZE // 16] * 2]
 
 
 def _memory_sizes(image_size: int, grid: int) -> dict[str, Any]:
