@@ -21,8 +21,6 @@ Gemini gives no confidence scores, so ``scores`` is None (promptseg's JSON then 
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import importlib
 import io
 import json
@@ -41,6 +39,7 @@ from google.genai import types as genai_types
 from PIL import Image
 
 from promptseg._version import __version__
+from promptseg.backends._common import retry_after as _parse_retry_after
 from promptseg.errors import BackendUnavailable, ConfigError, FormatError, InputError, RemoteBackendError
 from promptseg.formats.gemini import from_gemini
 from promptseg.image import check_rgb
@@ -527,21 +526,6 @@ def _server_wait(exc: genai_errors.APIError) -> float | None:
             if match:
                 return float(match.group(1))
     return None
-
-
-def _parse_retry_after(value: str) -> float | None:
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        seconds = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _hint(status: int, model: str) -> str:

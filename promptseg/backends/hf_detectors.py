@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from promptseg.backends._common import prompt_texts as _prompt_texts
 from promptseg.backends._hf import load_pretrained
 from promptseg.backends._masks import Masker, load_masker
 from promptseg.backends.registry import get_spec
@@ -745,16 +746,6 @@ def _concept_probs(token_probs: FloatArray, token_concept: IntArray, n_concepts:
         if len(columns) and len(token_probs):
             out[:, c] = token_probs[:, columns].max(axis=1)
     return out
-
-
-def _prompt_texts(prompts: str | Sequence[str]) -> list[str]:
-    texts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not texts:
-        raise InputError("no prompt given: pass a prompt such as 'people' or 'the bottle'")
-    bad = [t for t in texts if not isinstance(t, str)]
-    if bad:
-        raise InputError(f"prompts must be strings, got {type(bad[0]).__name__} ({bad[0]!r:.60})")
-    return texts
 
 
 def _check_fraction(value: Any, name: str) -> float:

@@ -24,6 +24,7 @@ import torch
 
 from promptseg.backends._common import check_threshold as _check_threshold
 from promptseg.backends._common import image_key as _image_key
+from promptseg.backends._common import prompt_texts as _prompt_texts
 from promptseg.backends._hf import load_pretrained
 from promptseg.backends.registry import get_spec
 from promptseg.errors import InputError
@@ -334,16 +335,6 @@ def _repeat_features(features: Any, times: int) -> Any:
         fpn_hidden_states=tuple(repeat(t) for t in features.fpn_hidden_states),
         fpn_position_encoding=tuple(repeat(t) for t in features.fpn_position_encoding),
     )
-
-
-def _prompt_texts(prompts: str | Sequence[str]) -> list[str]:
-    texts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not texts:
-        raise InputError("no prompt given: pass a prompt such as 'people' or 'the bottle'")
-    bad = [t for t in texts if not isinstance(t, str)]
-    if bad:
-        raise InputError(f"prompts must be strings, got {type(bad[0]).__name__} ({bad[0]!r:.60})")
-    return texts
 
 
 def _concepts(texts: list[str], examples: _Exemplars | None) -> tuple[list[_Concept], list[str]]:

@@ -25,8 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 import json
 import math
 import time
@@ -38,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from promptseg._deps import require
 from promptseg._version import __version__
+from promptseg.backends._common import retry_after as _retry_after
 from promptseg.errors import ConfigError, InputError, QueryError, RemoteBackendError
 from promptseg.query.model import COLORS, REGIONS, Query, json_schema
 from promptseg.settings import GEMINI_KEY_VARIABLES, get_settings
@@ -741,23 +740,6 @@ def _error_message(response: httpx.Response) -> str:
         if data.get("message"):
             return _one_line(str(data["message"]))
     return _one_line(response.text[:300]) or response.reason_phrase
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None when absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        seconds = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _one_line(text: str | None) -> str:
